@@ -1,0 +1,28 @@
+# The two commands a new user needs: `make demo` and `make test`. Both install what is missing first.
+PY := .venv/bin/python
+OUT ?= demo-out
+
+.PHONY: install demo test test-slow test-gpu bench clean
+
+install:
+	bash scripts/install.sh
+
+demo: install
+	$(PY) -m catalogs.demo.build
+	$(PY) -m pipelines.cli run --catalog catalogs/demo/build/catalog.jsonl --langs es,de --out $(OUT)
+
+test: install
+	$(PY) -m pytest
+
+test-slow: install
+	$(PY) -m pytest -m slow
+
+test-gpu: install
+	$(PY) -m pytest -m gpu
+
+bench: install
+	$(PY) -m catalogs.demo.build
+	$(PY) bench/run.py --out bench-out
+
+clean:
+	rm -rf $(OUT) bench-out catalogs/demo/build

@@ -1,0 +1,1 @@
+"""Catalog format docs, synthesized test media (`dummies`) and the demo catalog builder."""

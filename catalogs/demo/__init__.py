@@ -1,0 +1,1 @@
+"""The demo catalog: three short synthesized clips and one broken upload (see README.md)."""

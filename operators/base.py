@@ -1,0 +1,121 @@
+"""The operator contract: cheap constructor, setup() per actor, one row at a time.
+
+An operator is a callable class for `Dataset.map_batches(batch_format="pyarrow")`.
+It is constructed on the driver (so bad settings and missing dependencies
+fail before any cluster work), shipped to its actors or tasks, and calls
+`setup()` once there before the first batch. `process_row` handles one row;
+an exception in it marks that row failed and keeps it, and a row that is
+already failed or skipped passes every later operator untouched.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import traceback
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from operators.config import Config, ResourcesOverride
+from operators.schema import FAILED, SKIPPED, conform
+
+log = logging.getLogger("raydub")
+
+
+@dataclass(frozen=True)
+class Resources:
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    batch_size: int = 1
+    pool: tuple[int, int] | None = None   # actor pool (min, max); None = tasks
+
+    def with_(self, override: ResourcesOverride | None) -> "Resources":
+        if override is None:
+            return self
+        changes = {k: v for k, v in override.model_dump().items() if v is not None}
+        if changes.get("pool") == (0, 0):
+            changes["pool"] = None
+        return replace(self, **changes)
+
+
+class SkipRow(Exception):
+    """Raised by `process_row` when a row cannot be dubbed for a reason that is not an error."""
+
+
+class MissingDependency(RuntimeError):
+    pass
+
+
+def require_binary(name: str, apt_package: str) -> None:
+    if shutil.which(name) is None:
+        raise MissingDependency(f"{name} not found on PATH: install it with `apt-get install {apt_package}`")
+
+
+def require_module(module: str, pip_line: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise MissingDependency(f"Python module {module!r} not found: install it with `pip install {pip_line}`")
+
+
+class Operator:
+    name: ClassVar[str]
+    output_schema: ClassVar[pa.Schema]
+    reads: ClassVar[tuple[str, ...]] = ()
+    writes: ClassVar[tuple[str, ...]] = ()
+    resources: Resources = Resources()
+
+    def __init__(self, config: Config, work_dir: str, out_dir: str, backend: Any = None):
+        self.config = config
+        self.work_dir = work_dir
+        self.out_dir = out_dir
+        self.backend = backend
+        self.resources = type(self).resources.with_(config.resources.get(self.name))
+        self._ready = False
+        self.check_dependencies()
+
+    def check_dependencies(self) -> None:
+        """Cheap checks on the driver: binaries and modules the stage needs."""
+
+    def setup(self) -> None:
+        """Once per actor (or task): load models here, never in the constructor."""
+
+    def process_row(self, row: dict) -> dict | list[dict]:
+        raise NotImplementedError
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        if not self._ready:
+            self.setup()
+            self._ready = True
+        out: list[dict] = []
+        for row in batch.to_pylist():
+            if row.get("status") in (FAILED, SKIPPED):
+                out.append(row)
+                continue
+            started = time.perf_counter()
+            try:
+                result = self.process_row(dict(row))
+            except SkipRow as e:
+                result = {**row, "status": SKIPPED, "error_stage": self.name, "error": str(e)}
+            except Exception as e:  # noqa: BLE001 - failures are data: the row is kept with the reason
+                log.warning("%s failed on %s: %s\n%s", self.name, row.get("video_id"), e,
+                            traceback.format_exc(limit=4))
+                result = {**row, "status": FAILED, "error_stage": self.name,
+                          "error": f"{type(e).__name__}: {e}"}
+            wall_s = time.perf_counter() - started
+            for r in result if isinstance(result, list) else [result]:
+                r["timings"] = list(r.get("timings") or []) + [{"stage": self.name, "wall_s": wall_s}]
+                out.append(r)
+        return conform(out, self.output_schema)
+
+
+def add_model(row: dict, stage: str, info) -> None:
+    """Record which model produced this row's result (ModelInfo from a backend)."""
+    models = list(row.get("models") or [])
+    entry = {"stage": stage, "name": info.name, "version": info.version,
+             "license": info.license, "source": info.source}
+    if entry not in models:
+        models.append(entry)
+    row["models"] = models

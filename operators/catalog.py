@@ -1,0 +1,182 @@
+"""Read and validate a catalog before any Ray work (format: catalogs/README.md).
+
+Everything that is wrong with the catalog itself (a missing column, a bad or
+duplicate video_id, an unknown language code) is reported at once, all
+problems together, each naming the row and the field. Problems with a
+video's media (missing, corrupt, silent) are per-video and end up as failed
+or skipped manifest rows instead.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+
+import pyarrow as pa
+
+from operators import languages, uri as uris
+from operators.schema import CATALOG, conform
+
+VIDEO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+SUBTITLE_EXTENSIONS = (".srt", ".vtt")
+REQUIRED = ("video_id", "uri")
+OPTIONAL = ("target_langs", "source_lang", "source_subtitles_uri")
+TRANSLATED_PREFIX = "subtitles_uri_"
+MAX_REPORTED = 25
+
+
+class CatalogError(ValueError):
+    pass
+
+
+def read_rows(catalog_uri: str) -> list[dict]:
+    """Raw rows of a Parquet, CSV or JSONL catalog, in file order."""
+    lower = catalog_uri.lower()
+    try:
+        data = uris.read_bytes(catalog_uri)
+    except FileNotFoundError:
+        raise CatalogError(f"{catalog_uri}: catalog file not found") from None
+    if lower.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_table(pa.BufferReader(data)).to_pylist()
+        except pa.ArrowException as e:
+            raise CatalogError(f"{catalog_uri}: not a readable Parquet file: {e}") from None
+    text = data.decode("utf-8-sig")
+    if lower.endswith(".csv"):
+        reader = csv.DictReader(io.StringIO(text))
+        rows = []
+        for row in reader:
+            if None in row:
+                raise CatalogError(f"{catalog_uri}: row {len(rows) + 1}: more fields than the header has")
+            rows.append({k.strip(): (v.strip() if v is not None and v.strip() != "" else None)
+                         for k, v in row.items()})
+        return rows
+    if lower.endswith((".jsonl", ".ndjson", ".json")):
+        rows = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise CatalogError(f"{catalog_uri}: line {n}: not valid JSON: {e.msg}") from None
+            if not isinstance(row, dict):
+                raise CatalogError(f"{catalog_uri}: line {n}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
+        return rows
+    raise CatalogError(f"{catalog_uri}: unknown catalog format; use .parquet, .csv or .jsonl")
+
+
+def _lang_list(value) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        items = [v for v in re.split(r"[,\s]+", value) if v]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise TypeError(f"expected a list of language codes or a comma-separated string, got {value!r}")
+    return items
+
+
+def parse_langs(value: str | list[str] | None, where: str = "--langs") -> list[str]:
+    """Validated, normalised, de-duplicated language codes (order kept)."""
+    out: list[str] = []
+    for code in _lang_list(value) or []:
+        if not isinstance(code, str) or not languages.is_known(code):
+            raise CatalogError(f"{where}: unknown language code {code!r} (not known to espeak-ng or Piper)")
+        code = languages.normalize(code)
+        if code not in out:
+            out.append(code)
+    return out
+
+
+def load_catalog(catalog_uri: str, default_langs: list[str] | None = None) -> pa.Table:
+    """The validated catalog as an Arrow table of schema CATALOG, or CatalogError."""
+    rows = read_rows(catalog_uri)
+    if not rows:
+        raise CatalogError(f"{catalog_uri}: the catalog has no rows")
+    columns = set().union(*(r.keys() for r in rows))
+    errors: list[str] = []
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        raise CatalogError(f"{catalog_uri}: missing required column(s) {', '.join(missing)}; "
+                           f"found {', '.join(sorted(columns))}")
+    unknown = sorted(c for c in columns
+                     if c not in REQUIRED + OPTIONAL and not c.startswith(TRANSLATED_PREFIX))
+    if unknown:
+        raise CatalogError(f"{catalog_uri}: unknown column(s) {', '.join(unknown)}; columns are "
+                           f"{', '.join(REQUIRED + OPTIONAL)} and {TRANSLATED_PREFIX}<lang>")
+
+    seen: dict[str, int] = {}
+    out = []
+    for n, raw in enumerate(rows, 1):
+        vid = raw.get("video_id")
+        where = f"row {n}" + (f" (video_id {vid!r})" if isinstance(vid, str) else "")
+
+        def bad(field: str, msg: str) -> None:
+            errors.append(f"{where}, field {field}: {msg}")
+
+        if not isinstance(vid, str) or not VIDEO_ID.match(vid):
+            bad("video_id", f"{vid!r} is not a valid id: use 1-128 of A-Z a-z 0-9 . _ -, starting with a "
+                "letter or digit (ids name output files, so no slashes or '..')")
+        elif vid in seen:
+            bad("video_id", f"duplicate of row {seen[vid]}")
+        else:
+            seen[vid] = n
+        video_uri = raw.get("uri")
+        if not isinstance(video_uri, str) or not video_uri.strip():
+            bad("uri", "missing or empty")
+            video_uri = None
+        try:
+            langs = parse_langs(raw.get("target_langs"), where=f"{where}, field target_langs")
+        except (CatalogError, TypeError) as e:
+            errors.append(str(e))
+            langs = []
+        langs = langs or list(default_langs or [])
+        if not langs:
+            bad("target_langs", "no target languages: give target_langs in the catalog or --langs")
+        source_lang = raw.get("source_lang")
+        if source_lang is not None:
+            if not isinstance(source_lang, str) or not languages.is_known(source_lang):
+                bad("source_lang", f"unknown language code {source_lang!r}")
+            else:
+                source_lang = languages.normalize(source_lang)
+        src_subs = raw.get("source_subtitles_uri")
+        if src_subs is not None:
+            if not isinstance(src_subs, str) or not src_subs.lower().endswith(SUBTITLE_EXTENSIONS):
+                bad("source_subtitles_uri", f"{src_subs!r}: expected an .srt or .vtt file")
+            elif source_lang is None:
+                bad("source_lang", "required when source_subtitles_uri is given (subtitles do not say their language)")
+        translations = []
+        for key in sorted(k for k in raw if k.startswith(TRANSLATED_PREFIX)):
+            value = raw[key]
+            if value is None:
+                continue
+            lang = key[len(TRANSLATED_PREFIX):]
+            if not languages.is_known(lang):
+                bad(key, f"unknown language code {lang!r} in the column name")
+            elif not isinstance(value, str) or not value.lower().endswith(SUBTITLE_EXTENSIONS):
+                bad(key, f"{value!r}: expected an .srt or .vtt file")
+            else:
+                translations.append({"lang": languages.normalize(lang),
+                                     "subtitles_uri": uris.resolve(value, catalog_uri)})
+        if video_uri is None:
+            continue
+        out.append({
+            "video_id": vid,
+            "uri": uris.resolve(video_uri, catalog_uri),
+            "target_langs": langs,
+            "source_lang": source_lang,
+            "source_subtitles_uri": uris.resolve(src_subs, catalog_uri) if isinstance(src_subs, str) else None,
+            "translations": translations,
+            "catalog_row": n,
+        })
+    if errors:
+        shown = errors[:MAX_REPORTED]
+        more = f"\n... and {len(errors) - MAX_REPORTED} more" if len(errors) > MAX_REPORTED else ""
+        raise CatalogError(f"{catalog_uri}: {len(errors)} problem(s):\n  " + "\n  ".join(shown) + more)
+    return conform(out, CATALOG)

@@ -1,0 +1,192 @@
+"""The one typed configuration: every setting, its default and what it means.
+
+Validated before any Ray work: unknown keys and bad values raise
+`ConfigError` naming the key. `raydub config` prints these defaults.
+"""
+from __future__ import annotations
+
+import tomllib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+# Operator names, in pipeline order; `resources.<name>` overrides that stage.
+STAGES = ("probe", "shots", "transcribe", "translate", "synthesize",
+          "fit_duration", "mix", "mux", "score")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class RunConfig(_Section):
+    work_dir: str | None = Field(
+        None, description="Where intermediate artifacts go (local path or s3://). Default: OUT/_work")
+    ray_address: str | None = Field(
+        None, description="Ray cluster to join ('auto' under `ray job submit`); unset starts an embedded local Ray")
+    num_cpus: int | None = Field(
+        None, ge=1, description="CPUs of the embedded local Ray; unset uses max(cores, 4) so every stage's actor fits")
+    progress: bool = Field(True, description="Show a progress bar and per-result lines")
+    resume: bool = Field(True, description="Skip (video, language) pairs already ok in OUT with outputs present")
+
+
+class ASRConfig(_Section):
+    backend: str = Field("faster-whisper", description="'faster-whisper' or an import path 'module:Class'")
+    model_en: str = Field("whisper-tiny.en", description="Model for English sources (name in the model registry or a path)")
+    model_multilingual: str = Field("whisper-base", description="Model for every other language and for language detection")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the ASR model runs")
+    compute_type: str = Field("int8", description="CTranslate2 compute type (int8 on CPU, float16 on GPU)")
+    beam_size: int = Field(5, ge=1, le=20, description="Beam size of the decoder")
+    vad: bool = Field(True, description="Silero VAD before decoding (drops non-speech)")
+    cpu_threads: int = Field(0, ge=0, description="Threads per ASR model; 0 lets CTranslate2 choose")
+
+
+class TranslateConfig(_Section):
+    backend: str = Field("apertium", description="Machine translation when the catalog has no translated subtitles: "
+                         "'apertium', 'none' (subtitles only) or 'module:Class'")
+
+
+class TTSConfig(_Section):
+    backend: str = Field("auto", description="'auto' (Piper where a voice resolves, else espeak-ng), 'piper', "
+                         "'espeak-ng' or 'module:Class'")
+    piper_voices: dict[str, str] = Field(
+        default_factory=dict, description="Language -> Piper voice name, overriding the built-in table")
+    espeak_words_per_min: int = Field(165, ge=80, le=400, description="espeak-ng speaking rate")
+
+
+class FitConfig(_Section):
+    max_speedup: float = Field(1.3, ge=1.0, le=3.0, description="Largest speech-rate increase applied to a dubbed line")
+    min_gap_s: float = Field(0.15, ge=0.0, le=2.0,
+                             description="Silence always kept before the next line when a line overflows its slot")
+
+
+class MixConfig(_Section):
+    background: Literal["spectral", "duck"] = Field(
+        "spectral", description="'spectral': remove the source speech's spectrum under the dub; 'duck': only lower it")
+    duck_db: float = Field(-18.0, le=0.0, ge=-60.0, description="Gain on the original under dubbed speech")
+    fade_s: float = Field(0.08, ge=0.0, le=1.0, description="Fade of the ducking at segment edges")
+    sample_rate_hz: int = Field(48000, description="Sample rate of the mixed dub track")
+    match_loudness: bool = Field(True, description="Match the dub speech's loudness (EBU R128) to the source dialogue")
+
+    @field_validator("sample_rate_hz")
+    @classmethod
+    def _known_rate(cls, v: int) -> int:
+        if v not in (16000, 22050, 24000, 32000, 44100, 48000):
+            raise ValueError("must be one of 16000, 22050, 24000, 32000, 44100, 48000")
+        return v
+
+
+class OutputConfig(_Section):
+    audio_codec: Literal["aac", "libopus"] = Field("aac", description="Codec of the audio tracks in the mp4")
+    audio_bitrate_kbps: int = Field(192, ge=32, le=512, description="Bitrate of each audio track")
+    keep_source_audio: bool = Field(True, description="Keep the original audio as a second, labelled track")
+    subtitle_track: bool = Field(True, description="Also embed the translated subtitles in the mp4 (mov_text)")
+
+
+class ScoreConfig(_Section):
+    back_transcribe: bool = Field(True, description="Transcribe the dub back and compute WER/CER against the target text")
+
+
+class ResourcesOverride(_Section):
+    """Fields left unset keep the operator's own default."""
+    num_cpus: float | None = Field(None, ge=0)
+    num_gpus: float | None = Field(None, ge=0)
+    batch_size: int | None = Field(None, ge=1)
+    pool: tuple[int, int] | None = Field(None, description="Actor pool (min, max); (0, 0) runs the stage as tasks")
+
+    @field_validator("pool")
+    @classmethod
+    def _ordered(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and v != (0, 0) and not (1 <= v[0] <= v[1]):
+            raise ValueError("pool must be (min, max) with 1 <= min <= max, or (0, 0) for tasks")
+        return v
+
+
+class Config(_Section):
+    run: RunConfig = RunConfig()
+    asr: ASRConfig = ASRConfig()
+    translate: TranslateConfig = TranslateConfig()
+    tts: TTSConfig = TTSConfig()
+    fit: FitConfig = FitConfig()
+    mix: MixConfig = MixConfig()
+    output: OutputConfig = OutputConfig()
+    score: ScoreConfig = ScoreConfig()
+    resources: dict[str, ResourcesOverride] = Field(
+        default_factory=dict, description=f"Per-stage resource overrides; stages: {', '.join(STAGES)}")
+
+    @field_validator("resources")
+    @classmethod
+    def _known_stages(cls, v: dict[str, ResourcesOverride]) -> dict[str, ResourcesOverride]:
+        unknown = sorted(set(v) - set(STAGES))
+        if unknown:
+            raise ValueError(f"unknown stage {unknown[0]!r}; stages are {', '.join(STAGES)}")
+        return v
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "Config":
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            raise ConfigError(_describe(e, source)) from None
+
+    @classmethod
+    def load(cls, path: str | None) -> "Config":
+        if path is None:
+            return cls()
+        from operators.uri import read_bytes
+        try:
+            data = tomllib.loads(read_bytes(path).decode("utf-8"))
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML: {e}") from None
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        return cls.from_dict(data, source=path)
+
+    def with_overrides(self, **sections: dict[str, Any]) -> "Config":
+        data = self.model_dump()
+        for name, values in sections.items():
+            data[name] = {**data.get(name, {}), **values}
+        return Config.from_dict(data)
+
+
+def _describe(e: ValidationError, source: str) -> str:
+    lines = []
+    for err in e.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"{source}: unknown key {key!r}")
+        else:
+            lines.append(f"{source}: {key}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def defaults_toml() -> str:
+    """The defaults as a commented TOML file: what `raydub config` prints."""
+    import json
+
+    out = ["# raydub configuration: defaults. Copy, edit, pass with --config FILE.",
+           "# Unknown keys and bad values are errors before any work starts."]
+    cfg = Config()
+    for name, field in Config.model_fields.items():
+        section = getattr(cfg, name)
+        out.append("")
+        if name == "resources":
+            out.append(f"# {field.description}")
+            out.append("# Fields: num_cpus, num_gpus, batch_size, pool = [min, max] actors ([0, 0] = tasks).")
+            out.append("# Example:\n# [resources.transcribe]\n# num_gpus = 0.25\n# pool = [1, 4]")
+            continue
+        out.append(f"[{name}]")
+        for key, f in type(section).model_fields.items():
+            value = getattr(section, key)
+            out.append(f"# {f.description}")
+            if value is None:
+                out.append(f"# {key} =")
+            elif isinstance(value, dict):
+                out.append(f"{key} = {{}}" if not value else f"{key} = {json.dumps(value)}")
+            else:
+                out.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,35 @@
+"""Fan-out: one video row becomes one result row per target language.
+
+Everything before this point is language-independent and ran once per
+video; everything after it runs once per (video, language). Rows that
+failed or were skipped before the fan-out are expanded too, so every
+catalog row reaches the manifest once per target language with its reason.
+"""
+from __future__ import annotations
+
+import time
+
+import pyarrow as pa
+
+from operators.base import Operator, Resources
+from operators.schema import MANIFEST_VERSION, RESULT, conform, result_id
+
+
+class ExpandLanguages(Operator):
+    name = "expand"
+    reads = ("target_langs",)
+    writes = ("lang", "result_id")
+    resources = Resources(num_cpus=0.1)
+    output_schema = RESULT
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        out = []
+        for row in batch.to_pylist():
+            started = time.perf_counter()
+            expanded = [{**row, "lang": lang, "result_id": result_id(row["video_id"], lang),
+                         "manifest_version": MANIFEST_VERSION} for lang in row["target_langs"] or []]
+            wall_s = time.perf_counter() - started
+            for r in expanded:
+                r["timings"] = list(r.get("timings") or []) + [{"stage": self.name, "wall_s": wall_s}]
+            out.extend(expanded)
+        return conform(out, self.output_schema)

@@ -1,0 +1,104 @@
+"""The manifest: one row per (video, language), as Parquet partitioned by language.
+
+While a run goes on, each finished result is written as a one-row marker
+under WORK/_results/ the moment it leaves the pipeline, so nothing finished
+is lost if the job dies; the manifest is rebuilt from the markers at the
+end. A re-run reads the markers (or, without them, the manifest) and skips
+pairs that are ok and whose outputs still exist.
+
+    OUT/manifest/lang=<lang>/part-0.parquet   results (schema RESULT)
+    OUT/segments/lang=<lang>/part-0.parquet   one row per dubbed segment (schema SEGMENT_ROW)
+"""
+from __future__ import annotations
+
+import io
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from operators import uri as uris
+from operators.schema import OK, RESULT, SEGMENT_ROW, conform
+
+OUTPUT_COLUMNS = ("video_out_uri", "dub_audio_uri", "subtitles_out_uri")
+
+
+def marker_uri(work_dir: str, video_id: str, lang: str) -> str:
+    return uris.join(work_dir, "_results", video_id, f"{lang}.parquet")
+
+
+def write_marker(work_dir: str, row: dict) -> None:
+    buf = io.BytesIO()
+    pq.write_table(conform([row], RESULT), buf)
+    uris.write_bytes(marker_uri(work_dir, row["video_id"], row["lang"]), buf.getvalue())
+
+
+def read_markers(work_dir: str) -> list[dict]:
+    fs, root = uris.filesystem(uris.join(work_dir, "_results"))
+    if not fs.exists(root):
+        return []
+    rows = []
+    for path in sorted(fs.glob(f"{root}/*/*.parquet")):
+        with fs.open(path, "rb") as f:
+            rows.extend(pq.read_table(f).cast(RESULT).to_pylist())
+    return rows
+
+
+def read_manifest(out_dir: str) -> list[dict]:
+    return _read_partitioned(uris.join(out_dir, "manifest"), RESULT)
+
+
+def read_segments(out_dir: str) -> list[dict]:
+    return _read_partitioned(uris.join(out_dir, "segments"), SEGMENT_ROW)
+
+
+def _read_partitioned(root_uri: str, schema: pa.Schema) -> list[dict]:
+    fs, root = uris.filesystem(root_uri)
+    if not fs.exists(root):
+        return []
+    rows = []
+    for path in sorted(fs.glob(f"{root}/lang=*/*.parquet")):
+        lang = path.rsplit("/", 2)[-2].split("=", 1)[1]
+        with fs.open(path, "rb") as f:
+            table = pq.read_table(f)
+        rows.extend({**r, "lang": lang} for r in table.to_pylist())
+    return conform(rows, schema).to_pylist()
+
+
+def segment_rows(results: list[dict]) -> list[dict]:
+    return [{**{k: v for k, v in seg.items() if k != "words"},
+             "result_id": r["result_id"], "video_id": r["video_id"], "lang": r["lang"]}
+            for r in results for seg in r.get("segments") or []]
+
+
+def write_manifest(out_dir: str, results: list[dict]) -> None:
+    """Rewrite OUT/manifest and OUT/segments, one file per language (the language is the folder)."""
+    results = sorted(results, key=lambda r: (r["lang"], r["video_id"]))
+    _write_partitioned(uris.join(out_dir, "manifest"), conform(results, RESULT))
+    _write_partitioned(uris.join(out_dir, "segments"), conform(segment_rows(results), SEGMENT_ROW))
+
+
+def _write_partitioned(root_uri: str, table: pa.Table) -> None:
+    fs, root = uris.filesystem(root_uri)
+    langs = sorted(set(table.column("lang").to_pylist())) if table.num_rows else []
+    if fs.exists(root):
+        for stale in fs.glob(f"{root}/lang=*"):
+            if stale.rsplit("=", 1)[1] not in langs:
+                fs.rm(stale, recursive=True)
+    for lang in langs:
+        part = table.filter(pc.equal(table.column("lang"), lang)).drop_columns(["lang"])
+        buf = io.BytesIO()
+        pq.write_table(part, buf)
+        uris.write_bytes(uris.join(root_uri, f"lang={lang}", "part-0.parquet"), buf.getvalue())
+
+
+def previous_results(out_dir: str, work_dir: str) -> dict[tuple[str, str], dict]:
+    """The latest known result per (video_id, lang): markers over the manifest."""
+    found = {(r["video_id"], r["lang"]): r for r in read_manifest(out_dir)}
+    found.update({(r["video_id"], r["lang"]): r for r in read_markers(work_dir)})
+    return found
+
+
+def is_done(row: dict) -> bool:
+    """Ok, and every output it names is still there."""
+    return row.get("status") == OK and all(row.get(c) and uris.exists(row[c]) for c in OUTPUT_COLUMNS)

@@ -1,0 +1,68 @@
+"""Container-level media work: probing with PyAV, cutting and muxing with ffmpeg."""
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+
+
+class MediaError(RuntimeError):
+    pass
+
+
+def ffmpeg(*args: str, timeout_s: float = 3600) -> None:
+    """Run ffmpeg quietly; a failure raises MediaError with the end of its log."""
+    cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    if proc.returncode != 0:
+        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+        raise MediaError(f"ffmpeg failed ({proc.returncode}): {tail or 'no message'}")
+
+
+@dataclass(frozen=True)
+class Probe:
+    duration_s: float
+    fps: float
+    frame_count: int
+    width: int
+    height: int
+    video_codec: str
+    audio_sample_rate_hz: int | None
+    audio_channels: int | None
+    audio_duration_s: float | None
+
+
+def probe(path: str) -> Probe:
+    import av
+
+    try:
+        container = av.open(path)
+    except av.error.FFmpegError as e:
+        raise MediaError(f"not a readable video file ({type(e).__name__}: {e})") from None
+    with container:
+        if not container.streams.video:
+            raise MediaError("no video stream")
+        v = container.streams.video[0]
+        fps = float(v.average_rate or v.guessed_rate or 0)
+        if fps <= 0:
+            raise MediaError("video stream has no frame rate")
+        duration_s = _duration(container, v)
+        if duration_s is None or duration_s <= 0:
+            raise MediaError("cannot tell the video's duration (truncated or still being written?)")
+        frames = int(v.frames) if v.frames else round(duration_s * fps)
+        a = container.streams.audio[0] if container.streams.audio else None
+        return Probe(
+            duration_s=duration_s, fps=fps, frame_count=frames,
+            width=v.codec_context.width, height=v.codec_context.height,
+            video_codec=v.codec_context.name,
+            audio_sample_rate_hz=a.codec_context.sample_rate if a else None,
+            audio_channels=a.codec_context.layout.nb_channels if a else None,
+            audio_duration_s=_duration(container, a) if a else None,
+        )
+
+
+def _duration(container, stream) -> float | None:
+    if stream is not None and stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / 1_000_000
+    return None

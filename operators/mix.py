@@ -1,0 +1,78 @@
+"""The dub track: new speech over the original background, at the source dialogue's loudness."""
+from __future__ import annotations
+
+import numpy as np
+
+from operators import audio, subtitles
+from operators import uri as uris
+from operators.base import Operator, Resources
+from operators.schema import RESULT
+
+
+def output_uri(out_dir: str, video_id: str, lang: str, suffix: str) -> str:
+    return uris.join(out_dir, "videos", video_id, f"{video_id}.{lang}{suffix}")
+
+
+class Mix(Operator):
+    name = "mix"
+    reads = ("source_audio_uri", "segments.fit_uri", "segments.placed_start_s")
+    writes = ("dub_audio_uri", "subtitles_out_uri", "source_dialogue_lufs", "dub_dialogue_lufs",
+              "loudness_diff_lu", "dub_gain_db", "true_peak_dbfs")
+    resources = Resources(num_cpus=1)
+    output_schema = RESULT
+
+    def process_row(self, row: dict) -> dict:
+        cfg = self.config.mix
+        with uris.local_copy(row["source_audio_uri"]) as path:
+            source, sr = audio.read_wav(path)
+        channels = source.shape[1]
+        dubbed = [s for s in row["segments"] if s.get("fit_uri")]
+        # The source speech is removed where the source spoke a line that is dubbed; lines
+        # without a translation keep their original voice.
+        source_spans = [(s["start_s"], s["end_s"]) for s in dubbed]
+        dub_spans = [(s["placed_start_s"], s["placed_end_s"]) for s in dubbed]
+        removal_spans = _union(source_spans + dub_spans)
+        background = audio.background_estimate(source, sr, removal_spans, cfg.background, cfg.duck_db, cfg.fade_s)
+
+        placed = []
+        for s in dubbed:
+            with uris.local_copy(s["fit_uri"]) as p:
+                speech, speech_sr = audio.read_wav(p)
+            placed.append((s["placed_start_s"], audio.to_channels(audio.resample(speech, speech_sr, sr), channels)))
+        dub = audio.place(placed, len(source), sr, channels)
+
+        source_lufs = audio.integrated_lufs(audio.concat_spans(source, sr, source_spans), sr)
+        gain_db = 0.0
+        if cfg.match_loudness and np.isfinite(source_lufs):
+            gain_db = audio.loudness_match_gain_db(audio.concat_spans(dub, sr, dub_spans),
+                                                   audio.concat_spans(source, sr, source_spans), sr)
+            dub = audio.apply_gain_db(dub, gain_db)
+        dub_lufs = audio.integrated_lufs(audio.concat_spans(dub, sr, dub_spans), sr)
+        mixed, _ = audio.limit_peak(background + dub, sr, ceiling_dbfs=-1.0)
+
+        lang, vid = row["lang"], row["video_id"]
+        dub_audio_uri = output_uri(self.out_dir, vid, lang, ".wav")
+        with uris.staged_output(dub_audio_uri) as local:
+            audio.write_wav(local, mixed, sr)
+        subtitles_out_uri = output_uri(self.out_dir, vid, lang, ".srt")
+        subtitles.write_srt([subtitles.Cue(s["placed_start_s"], s["placed_end_s"], s["target_text"])
+                             for s in dubbed], subtitles_out_uri)
+        diff = dub_lufs - source_lufs if np.isfinite(dub_lufs) and np.isfinite(source_lufs) else None
+        return {**row, "dub_audio_uri": dub_audio_uri, "subtitles_out_uri": subtitles_out_uri,
+                "source_dialogue_lufs": _finite(source_lufs), "dub_dialogue_lufs": _finite(dub_lufs),
+                "loudness_diff_lu": diff, "dub_gain_db": gain_db,
+                "true_peak_dbfs": _finite(audio.true_peak_dbfs(mixed, sr))}
+
+
+def _union(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    merged: list[list[float]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(a, b) for a, b in merged]
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None

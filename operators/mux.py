@@ -1,0 +1,54 @@
+"""The finished video: original picture stream-copied, the dub track, the original track, subtitles."""
+from __future__ import annotations
+
+import contextlib
+
+from operators import languages
+from operators import uri as uris
+from operators.base import Operator, Resources, require_binary
+from operators.media import ffmpeg, probe
+from operators.mix import output_uri
+from operators.schema import RESULT
+
+
+class Mux(Operator):
+    name = "mux"
+    reads = ("uri", "dub_audio_uri", "subtitles_out_uri")
+    writes = ("video_out_uri",)
+    resources = Resources(num_cpus=1)
+    output_schema = RESULT
+
+    def check_dependencies(self) -> None:
+        require_binary("ffmpeg", "ffmpeg")
+
+    def process_row(self, row: dict) -> dict:
+        out = self.config.output
+        lang, src_lang = row["lang"], row["source_lang"]
+        video_out_uri = output_uri(self.out_dir, row["video_id"], lang, ".mp4")
+        bitrate = f"{out.audio_bitrate_kbps}k"
+        with contextlib.ExitStack() as stack:
+            video = stack.enter_context(uris.local_copy(row["uri"]))
+            dub = stack.enter_context(uris.local_copy(row["dub_audio_uri"]))
+            args = ["-i", video, "-i", dub]
+            subs = None
+            if out.subtitle_track and row.get("subtitles_out_uri") and uris.read_text(row["subtitles_out_uri"]).strip():
+                subs = stack.enter_context(uris.local_copy(row["subtitles_out_uri"]))
+                args += ["-i", subs]
+            # The picture is stream-copied: dubbing never re-encodes (or degrades) the video here.
+            args += ["-map", "0:v:0", "-c:v", "copy",
+                     "-map", "1:a:0", "-c:a:0", out.audio_codec, "-b:a:0", bitrate,
+                     "-metadata:s:a:0", f"language={languages.iso639_2b(lang)}",
+                     "-metadata:s:a:0", f"title=Dub ({lang})", "-disposition:a:0", "default"]
+            if out.keep_source_audio:
+                args += ["-map", "0:a:0", "-c:a:1", out.audio_codec, "-b:a:1", bitrate,
+                         "-metadata:s:a:1", f"language={languages.iso639_2b(src_lang)}",
+                         "-metadata:s:a:1", f"title=Original ({src_lang})", "-disposition:a:1", "0"]
+            if subs:
+                args += ["-map", "2:s:0", "-c:s", "mov_text",
+                         "-metadata:s:s:0", f"language={languages.iso639_2b(lang)}"]
+            local_out = stack.enter_context(uris.staged_output(video_out_uri))
+            ffmpeg(*args, "-movflags", "+faststart", local_out)
+            made = probe(local_out)
+            if made.frame_count != row["frame_count"]:
+                raise RuntimeError(f"muxed video has {made.frame_count} frames, source has {row['frame_count']}")
+        return {**row, "video_out_uri": video_out_uri}

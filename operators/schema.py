@@ -1,0 +1,168 @@
+"""Every Arrow schema and column name, in one place.
+
+Rows flow through the pipeline as Arrow tables. A row is first a catalog
+row, then a video row (ANALYZE adds probe, shots and speech segments), then,
+after the per-language fan-out, a result row (LOCALIZE, MIX, MUX and SCORE
+fill the rest). The manifest is the result table written as Parquet.
+Units are in the names; times are float seconds.
+"""
+from __future__ import annotations
+
+import uuid
+
+import pyarrow as pa
+
+MANIFEST_VERSION = "1"
+
+# Row status. A row without a status is still in flight; the driver marks it
+# ok when it leaves the last operator.
+OK, FAILED, SKIPPED = "ok", "failed", "skipped"
+
+TRANSLATION = pa.struct([
+    ("lang", pa.string()),
+    ("subtitles_uri", pa.string()),
+])
+
+CATALOG_FIELDS = [
+    pa.field("video_id", pa.string(), nullable=False),
+    pa.field("uri", pa.string(), nullable=False),
+    pa.field("target_langs", pa.list_(pa.string())),
+    pa.field("source_lang", pa.string()),
+    pa.field("source_subtitles_uri", pa.string()),
+    pa.field("translations", pa.list_(TRANSLATION)),
+    pa.field("catalog_row", pa.int32()),          # 1-based line/row in the catalog file, for messages
+]
+CATALOG = pa.schema(CATALOG_FIELDS)
+
+SHOT = pa.struct([
+    ("shot_index", pa.int32()),
+    ("start_s", pa.float64()),
+    ("end_s", pa.float64()),
+    ("start_frame", pa.int64()),
+    ("end_frame", pa.int64()),                    # exclusive
+])
+
+WORD = pa.struct([
+    ("start_s", pa.float64()),
+    ("end_s", pa.float64()),
+    ("text", pa.string()),
+    ("probability", pa.float64()),
+])
+
+# One speech segment of the source and, after LOCALIZE, its dub.
+SEGMENT = pa.struct([
+    ("segment_id", pa.string()),
+    ("start_s", pa.float64()),
+    ("end_s", pa.float64()),
+    ("source_text", pa.string()),
+    ("words", pa.list_(WORD)),
+    ("target_text", pa.string()),
+    ("tts_uri", pa.string()),                     # raw synthesized speech
+    ("tts_duration_s", pa.float64()),
+    ("fit_uri", pa.string()),                     # speech after duration fit, as placed
+    ("speech_rate", pa.float64()),                # speed-up applied (1.0 = none)
+    ("placed_start_s", pa.float64()),
+    ("placed_end_s", pa.float64()),
+    ("overflow_s", pa.float64()),                 # time taken from the silence after the segment
+    ("cut_s", pa.float64()),                      # speech that did not fit even then, cut off
+    ("back_text", pa.string()),                   # the dub transcribed back
+    ("wer", pa.float64()),
+    ("cer", pa.float64()),
+])
+
+TIMING = pa.struct([("stage", pa.string()), ("wall_s", pa.float64())])
+
+MODEL = pa.struct([
+    ("stage", pa.string()),
+    ("name", pa.string()),
+    ("version", pa.string()),
+    ("license", pa.string()),
+    ("source", pa.string()),
+])
+
+STATUS_FIELDS = [
+    pa.field("status", pa.string()),
+    pa.field("error_stage", pa.string()),
+    pa.field("error", pa.string()),
+    pa.field("timings", pa.list_(TIMING)),
+    pa.field("models", pa.list_(MODEL)),
+]
+
+ANALYSIS_FIELDS = [
+    pa.field("duration_s", pa.float64()),
+    pa.field("fps", pa.float64()),
+    pa.field("frame_count", pa.int64()),
+    pa.field("width", pa.int32()),
+    pa.field("height", pa.int32()),
+    pa.field("video_codec", pa.string()),
+    pa.field("audio_sample_rate_hz", pa.int32()),
+    pa.field("audio_channels", pa.int32()),
+    pa.field("source_audio_uri", pa.string()),     # full-quality source audio (mix input)
+    pa.field("asr_audio_uri", pa.string()),        # 16 kHz mono (ASR input)
+    pa.field("detected_lang", pa.string()),
+    pa.field("lang_probability", pa.float64()),
+    pa.field("shots", pa.list_(SHOT)),
+    pa.field("segments", pa.list_(SEGMENT)),
+]
+
+VIDEO = pa.schema(CATALOG_FIELDS + STATUS_FIELDS + ANALYSIS_FIELDS)
+
+RESULT_FIELDS = [
+    pa.field("result_id", pa.string()),
+    pa.field("lang", pa.string()),
+    pa.field("manifest_version", pa.string()),
+    # outputs
+    pa.field("video_out_uri", pa.string()),
+    pa.field("dub_audio_uri", pa.string()),
+    pa.field("subtitles_out_uri", pa.string()),
+    # loudness
+    pa.field("source_dialogue_lufs", pa.float64()),
+    pa.field("dub_dialogue_lufs", pa.float64()),
+    pa.field("loudness_diff_lu", pa.float64()),
+    pa.field("dub_gain_db", pa.float64()),
+    pa.field("true_peak_dbfs", pa.float64()),
+    # timing fit
+    pa.field("segments_dubbed", pa.int32()),
+    pa.field("speech_rate_mean", pa.float64()),
+    pa.field("speech_rate_max", pa.float64()),
+    pa.field("share_sped_up", pa.float64()),
+    pa.field("overflow_s_total", pa.float64()),
+    pa.field("cut_s_total", pa.float64()),
+    # intelligibility
+    pa.field("wer", pa.float64()),
+    pa.field("cer", pa.float64()),
+]
+
+RESULT = pa.schema(CATALOG_FIELDS + STATUS_FIELDS + ANALYSIS_FIELDS + RESULT_FIELDS)
+
+# The manifest is the result table as it leaves the last operator.
+MANIFEST = RESULT
+
+# The per-segment table of the manifest: one row per (video, language, segment).
+SEGMENT_ROW = pa.schema(
+    [pa.field("result_id", pa.string()), pa.field("video_id", pa.string()), pa.field("lang", pa.string())]
+    + [pa.field(f.name, f.type) for f in SEGMENT if f.name != "words"]
+)
+
+_NAMESPACE = uuid.UUID("6f1d0c1e-3a57-4c55-9d8e-7b1f6b0d2a11")
+
+
+def result_id(video_id: str, lang: str) -> str:
+    """Deterministic id of a (video, language) result: a re-run writes the same paths."""
+    return str(uuid.uuid5(_NAMESPACE, f"{video_id}/{lang}"))
+
+
+def segment_id(video_id: str, start_s: float, end_s: float) -> str:
+    """Deterministic, readable, sortable: derived from the video id and the times."""
+    return f"{video_id}@{round(start_s * 1000):08d}-{round(end_s * 1000):08d}"
+
+
+def conform(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    """Rows as a table of exactly `schema`: missing columns null, extra keys dropped."""
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def empty_segment(**values) -> dict:
+    row = {name: None for name in SEGMENT.names}
+    row.update(values)
+    return row

@@ -1,0 +1,48 @@
+"""Target-language text per segment: the catalog's translated subtitles, else machine translation."""
+from __future__ import annotations
+
+from operators import subtitles
+from operators.backends import load_translator
+from operators.base import Operator, Resources, SkipRow, add_model
+from operators.schema import RESULT
+
+
+class NoTranslationRoute(RuntimeError):
+    pass
+
+
+class Translate(Operator):
+    name = "translate"
+    reads = ("segments", "source_lang", "lang", "translations")
+    writes = ("segments.target_text",)
+    resources = Resources(num_cpus=1, pool=(1, 2))
+    output_schema = RESULT
+
+    def setup(self) -> None:
+        self.backend = self.backend or load_translator(self.config.translate)
+
+    def process_row(self, row: dict) -> dict:
+        src, tgt = row["source_lang"], row["lang"]
+        if src == tgt:
+            raise SkipRow(f"target language {tgt} is the source language")
+        segments = row["segments"]
+        sidecar = next((t["subtitles_uri"] for t in row.get("translations") or [] if t["lang"] == tgt), None)
+        if sidecar:
+            texts = subtitles.assign_cues([(s["start_s"], s["end_s"]) for s in segments],
+                                          subtitles.read_cues(sidecar))
+            row["models"] = list(row.get("models") or []) + [
+                {"stage": self.name, "name": "catalog-subtitles", "version": "", "license": "", "source": sidecar}]
+        elif self.backend is not None and self.backend.supports(src, tgt):
+            texts = self.backend.translate([s["source_text"] for s in segments], src, tgt)
+            add_model(row, self.name, self.backend.model_info(src, tgt))
+        else:
+            have = ", ".join(f"{a}->{b}" for a, b in self.backend.routes()) if self.backend else "none"
+            raise NoTranslationRoute(
+                f"no translation route {src}->{tgt}: the catalog has no subtitles_uri_{tgt} for this video "
+                f"and the {self.config.translate.backend!r} backend translates only {have}")
+        if len(texts) != len(segments):
+            raise RuntimeError(f"translation returned {len(texts)} texts for {len(segments)} segments")
+        row["segments"] = [{**s, "target_text": t.strip()} for s, t in zip(segments, texts)]
+        if not any(s["target_text"] for s in row["segments"]):
+            raise SkipRow("the translation is empty for every segment")
+        return row

@@ -1,0 +1,1 @@
+"""Composition only: which operators, in what order, on what resources."""

@@ -1,0 +1,105 @@
+"""`raydub`: run a catalog, print the configuration, check a catalog."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from operators.catalog import CatalogError, load_catalog, parse_langs
+from operators.config import Config, ConfigError, defaults_toml
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="raydub", description="Batch video dubbing on Ray.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="dub a catalog into OUT (embedded local Ray unless run.ray_address is set)")
+    r.add_argument("--catalog", required=True, help="catalog file (.parquet, .csv, .jsonl), local or s3://")
+    r.add_argument("--out", required=True, help="output folder, local or s3://")
+    r.add_argument("--langs", help="target languages for rows without target_langs, e.g. es,de")
+    r.add_argument("--config", help="TOML config file overriding the defaults (see `raydub config`)")
+    r.add_argument("--no-resume", action="store_true", help="redo pairs that are already ok in OUT")
+    r.add_argument("--quiet", action="store_true", help="no progress display")
+
+    c = sub.add_parser("config", help="print the default configuration (TOML), or check a file")
+    c.add_argument("--check", metavar="FILE", help="validate FILE and print the merged result")
+
+    v = sub.add_parser("validate", help="check a catalog without running anything")
+    v.add_argument("--catalog", required=True)
+    v.add_argument("--langs")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "config":
+            if args.check:
+                import json
+                print(json.dumps(Config.load(args.check).model_dump(), indent=2))
+            else:
+                print(defaults_toml(), end="")
+            return 0
+        if args.command == "validate":
+            table = load_catalog(args.catalog, default_langs=parse_langs(args.langs))
+            pairs = sum(len(x) for x in table.column("target_langs").to_pylist())
+            print(f"{args.catalog}: ok, {table.num_rows} videos, {pairs} (video, language) pairs")
+            return 0
+        return _run(args)
+    except (CatalogError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pipelines.localize import run
+
+    config = Config.load(args.config)
+    if args.no_resume:
+        config = config.with_overrides(run={"resume": False})
+    langs = parse_langs(args.langs)
+    console = Console(stderr=True)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    show = config.run.progress and not args.quiet
+    progress = Progress(TextColumn("[bold]dubbing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TextColumn("{task.description}"), console=console, disable=not show)
+
+    task = None
+
+    def on_result(row: dict, done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            task = progress.add_task("", total=total)
+        mark = {"ok": "[green]ok", "failed": "[red]failed", "skipped": "[yellow]skipped"}[row["status"]]
+        why = f" ({row['error_stage']}: {row['error']})" if row["status"] != "ok" else ""
+        progress.console.print(f"{mark}[/] {row['video_id']} -> {row['lang']}{why}")
+        progress.update(task, completed=done, description=f"{row['video_id']} {row['lang']}")
+
+    with progress:
+        summary = run(args.catalog, args.out, langs=langs, config=config, on_result=on_result)
+    _print_summary(summary, console)
+    return 0
+
+
+def _print_summary(summary, console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"raydub: {len(summary.results)} results in {summary.wall_s:.1f} s")
+    for col in ("language", "ok", "failed", "skipped"):
+        table.add_column(col, justify="right" if col != "language" else "left")
+    for lang, c in sorted(summary.counts.items()):
+        table.add_row(lang, str(c["ok"]), str(c["failed"]), str(c["skipped"]))
+    console.print(table)
+    if summary.resumed:
+        console.print(f"{summary.resumed} result(s) were already done in OUT and kept (resume).")
+    for r in summary.failed:
+        console.print(f"  {r['status']}: {r['video_id']} -> {r['lang']} at {r['error_stage']}: {r['error']}")
+    console.print(f"videos:   {summary.out_dir}/videos/<video_id>/<video_id>.<lang>.mp4 (.wav, .srt)")
+    console.print(f"manifest: {summary.manifest_uri} (Parquet, partitioned by lang)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

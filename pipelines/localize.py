@@ -1,0 +1,182 @@
+"""Catalog in, dubbed videos and a manifest out: which operators, in what order, on what resources.
+
+    python -m pipelines.localize --catalog CATALOG --langs es,de --out OUT [--config FILE]
+
+is the same as `raydub run ...`. Composition only: the media logic lives in operators/.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from operators import manifest
+from operators import uri as uris
+from operators.base import Operator
+from operators.catalog import load_catalog
+from operators.config import Config
+from operators.expand import ExpandLanguages
+from operators.fit_duration import FitDuration
+from operators.mix import Mix
+from operators.mux import Mux
+from operators.probe import ProbeMedia
+from operators.schema import FAILED, OK, SKIPPED, conform
+from operators.score import Score
+from operators.shots import DetectShots
+from operators.synthesize import Synthesize
+from operators.transcribe import Transcribe
+from operators.translate import Translate
+
+log = logging.getLogger("raydub")
+
+# Once per video, before the fan-out; then once per (video, language).
+ANALYZE = (ProbeMedia, DetectShots, Transcribe)
+LOCALIZE = (Translate, Synthesize, FitDuration, Mix, Mux, Score)
+
+
+@dataclass
+class Summary:
+    out_dir: str
+    manifest_uri: str
+    results: list[dict]
+    resumed: int
+    wall_s: float
+    counts: dict[str, Counter] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[dict]:
+        return [r for r in self.results if r["status"] != OK]
+
+
+def build_operators(config: Config, work_dir: str, out_dir: str,
+                    backends: dict[str, object] | None = None) -> list[Operator]:
+    """Constructed on the driver: a missing tool or bad setting fails here, before Ray starts."""
+    backends = backends or {}
+    return [cls(config, work_dir, out_dir, backend=backends.get(cls.name))
+            for cls in (*ANALYZE, ExpandLanguages, *LOCALIZE)]
+
+
+class _OnActor:
+    """Ray Data's callable class for a pool: the operator arrives built, `setup()` runs on the actor."""
+
+    def __init__(self, op: Operator):
+        self.op = op
+        op.setup()
+        op._ready = True
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return self.op(batch)
+
+
+def apply(ds, op: Operator):
+    import ray.data
+
+    r = op.resources
+    common = dict(batch_format="pyarrow", batch_size=r.batch_size, num_cpus=r.num_cpus)
+    if r.num_gpus:
+        common["num_gpus"] = r.num_gpus
+    if r.pool:
+        return ds.map_batches(_OnActor, fn_constructor_kwargs={"op": op},
+                              compute=ray.data.ActorPoolStrategy(min_size=r.pool[0], max_size=r.pool[1]),
+                              **common)
+    return ds.map_batches(op, **common)
+
+
+def start_ray(config: Config) -> bool:
+    """Join the configured cluster, or start an embedded local Ray. True if this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if config.run.ray_address:
+        ray.init(address=config.run.ray_address, log_to_driver=True)
+    else:
+        # Logical CPUs, not cores: every stage holds at least one actor, and a small
+        # machine must still fit them all at once rather than wait forever for a slot.
+        num_cpus = config.run.num_cpus or max(os.cpu_count() or 1, 4)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 logging_level=logging.WARNING, log_to_driver=True)
+    return True
+
+
+def run(catalog_uri: str, out_dir: str, langs: list[str] | None = None, config: Config | None = None,
+        backends: dict[str, object] | None = None,
+        on_result: Callable[[dict, int, int], None] | None = None) -> Summary:
+    """Dub every (video, language) of the catalog into out_dir; returns the summary.
+
+    Catalog and config problems raise before any Ray work. Per-video problems
+    become failed or skipped rows. `backends` injects backend objects by stage name.
+    """
+    import ray
+    import ray.data
+
+    started = time.perf_counter()
+    config = config or Config()
+    catalog = load_catalog(catalog_uri, default_langs=langs)
+    work_dir = config.run.work_dir or uris.join(out_dir, "_work")
+
+    previous = manifest.previous_results(out_dir, work_dir) if config.run.resume else {}
+    kept, todo = [], []
+    for row in catalog.to_pylist():
+        left = []
+        for lang in row["target_langs"]:
+            old = previous.get((row["video_id"], lang))
+            if old is not None and manifest.is_done(old):
+                kept.append(old)
+            else:
+                left.append(lang)
+        if left:
+            todo.append({**row, "target_langs": left})
+    total = sum(len(r["target_langs"]) for r in todo)
+    ops = build_operators(config, work_dir, out_dir, backends)
+
+    results: list[dict] = []
+    if todo:
+        started_ray = start_ray(config)
+        try:
+            ctx = ray.data.DataContext.get_current()
+            ctx.enable_progress_bars = False
+            ctx.verbose_stats_logs = False
+            ctx.print_on_execution_start = False
+            # One video per block: videos are processed in parallel, not as one big block.
+            ds = ray.data.from_arrow([conform([r], catalog.schema) for r in todo])
+            for op in ops:
+                ds = apply(ds, op)
+            for batch in ds.iter_batches(batch_size=1, batch_format="pyarrow", prefetch_batches=0):
+                for row in batch.to_pylist():
+                    row["status"] = row["status"] or OK
+                    manifest.write_marker(work_dir, row)
+                    results.append(row)
+                    if on_result:
+                        on_result(row, len(results), total)
+        finally:
+            if started_ray:
+                ray.shutdown()
+
+    done = {(r["video_id"], r["lang"]) for r in results + kept}
+    others = [r for key, r in previous.items() if key not in done]
+    manifest.write_manifest(out_dir, kept + results + others)
+    summary = Summary(out_dir=out_dir, manifest_uri=uris.join(out_dir, "manifest"),
+                      results=kept + results, resumed=len(kept), wall_s=time.perf_counter() - started)
+    for r in summary.results:
+        summary.counts.setdefault(r["lang"], Counter())[r["status"]] += 1
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipelines.cli import main as cli_main
+
+    return cli_main(["run", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+__all__ = ["run", "Summary", "ANALYZE", "LOCALIZE", "FAILED", "SKIPPED"]

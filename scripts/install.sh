@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Everything raydub needs on a fresh Debian/Ubuntu machine: system tools, then a project virtualenv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v ffmpeg >/dev/null || need+=(ffmpeg)
+command -v espeak-ng >/dev/null || need+=(espeak-ng)
+command -v apertium >/dev/null || need+=(apertium)
+[ -e /usr/share/apertium/modes/eng-spa.mode ] || need+=(apertium-en-es)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing system packages: ${need[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+stamp=.venv/.raydub-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "installing Python packages into .venv (torch pinned to 2.13.0)"
+  .venv/bin/pip install -q --upgrade pip
+  # torch first and pinned, so nothing after it can pull a CUDA build.
+  .venv/bin/pip install -q "torch==2.13.0"
+  .venv/bin/pip install -q -e ".[test]"
+  touch "$stamp"
+fi

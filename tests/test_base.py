@@ -1,0 +1,49 @@
+import pyarrow as pa
+
+from operators.base import Operator, Resources, SkipRow
+from operators.config import Config
+from operators.schema import FAILED, SKIPPED, VIDEO, conform
+
+
+class Halve(Operator):
+    """Fails on a marked input, skips another, otherwise computes from the input."""
+    name = "shots"
+    output_schema = VIDEO
+    resources = Resources(num_cpus=0.5)
+
+    def setup(self):
+        self.setups = getattr(self, "setups", 0) + 1
+
+    def process_row(self, row):
+        if row["video_id"] == "boom":
+            raise ValueError("bad frame")
+        if row["video_id"] == "quiet":
+            raise SkipRow("no speech")
+        return {**row, "duration_s": row["duration_s"] / 2}
+
+
+def _batch(*ids, **extra):
+    return conform([{"video_id": i, "uri": f"/x/{i}.mp4", "duration_s": 10.0, **extra} for i in ids], VIDEO)
+
+
+def test_exceptions_become_failed_rows_and_later_operators_pass_them_through(tmp_path):
+    op = Halve(Config(), str(tmp_path), str(tmp_path))
+    out = op(_batch("a", "boom", "quiet")).to_pylist()
+    assert [r["video_id"] for r in out] == ["a", "boom", "quiet"]
+    assert out[0]["duration_s"] == 5.0 and out[0]["status"] is None
+    assert out[1]["status"] == FAILED and out[1]["error_stage"] == "shots"
+    assert out[1]["error"] == "ValueError: bad frame"
+    assert out[2]["status"] == SKIPPED and out[2]["error"] == "no speech"
+    assert [t["stage"] for t in out[0]["timings"]] == ["shots"]
+    # second pass: the failed and skipped rows come through untouched, the ok one is processed again
+    again = op(pa.Table.from_pylist(out, schema=VIDEO)).to_pylist()
+    assert again[1] == out[1] and again[2] == out[2]
+    assert again[0]["duration_s"] == 2.5
+    assert op.setups == 1
+
+
+def test_resources_are_overridable_from_config(tmp_path):
+    cfg = Config.from_dict({"resources": {"shots": {"num_cpus": 3, "pool": [2, 5]}}})
+    op = Halve(cfg, str(tmp_path), str(tmp_path))
+    assert op.resources == Resources(num_cpus=3, pool=(2, 5))
+    assert Halve.resources == Resources(num_cpus=0.5)
