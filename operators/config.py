@@ -29,7 +29,7 @@ class RunConfig(_Section):
     ray_address: str | None = Field(
         None, description="Ray cluster to join ('auto' under `ray job submit`); unset starts an embedded local Ray")
     num_cpus: int | None = Field(
-        None, ge=1, description="CPUs of the embedded local Ray; unset uses max(cores, 4) so every stage's actor fits")
+        None, ge=1, description="CPUs of the embedded local Ray; unset uses max(2 x cores, 8) so every stage's actors and tasks fit at once")
     progress: bool = Field(True, description="Show a progress bar and per-result lines")
     resume: bool = Field(True, description="Skip (video, language) pairs already ok in OUT with outputs present")
 
@@ -43,6 +43,8 @@ class ASRConfig(_Section):
     beam_size: int = Field(5, ge=1, le=20, description="Beam size of the decoder")
     vad: bool = Field(True, description="Silero VAD before decoding (drops non-speech)")
     cpu_threads: int = Field(0, ge=0, description="Threads per ASR model; 0 lets CTranslate2 choose")
+    split_pause_s: float = Field(0.5, gt=0.0, le=5.0,
+                                 description="A pause this long between words starts a new dubbed line")
 
 
 class TranslateConfig(_Section):

@@ -38,11 +38,11 @@ class Mux(Operator):
             args += ["-map", "0:v:0", "-c:v", "copy",
                      "-map", "1:a:0", "-c:a:0", out.audio_codec, "-b:a:0", bitrate,
                      "-metadata:s:a:0", f"language={languages.iso639_2b(lang)}",
-                     "-metadata:s:a:0", f"title=Dub ({lang})", "-disposition:a:0", "default"]
+                     *_track_name("a:0", f"Dub ({lang})"), "-disposition:a:0", "default"]
             if out.keep_source_audio:
                 args += ["-map", "0:a:0", "-c:a:1", out.audio_codec, "-b:a:1", bitrate,
                          "-metadata:s:a:1", f"language={languages.iso639_2b(src_lang)}",
-                         "-metadata:s:a:1", f"title=Original ({src_lang})", "-disposition:a:1", "0"]
+                         *_track_name("a:1", f"Original ({src_lang})"), "-disposition:a:1", "0"]
             if subs:
                 args += ["-map", "2:s:0", "-c:s", "mov_text",
                          "-metadata:s:s:0", f"language={languages.iso639_2b(lang)}"]
@@ -52,3 +52,8 @@ class Mux(Operator):
             if made.frame_count != row["frame_count"]:
                 raise RuntimeError(f"muxed video has {made.frame_count} frames, source has {row['frame_count']}")
         return {**row, "video_out_uri": video_out_uri}
+
+
+def _track_name(stream: str, name: str) -> tuple[str, ...]:
+    # MP4 players show the handler name as the track's name; other containers use title.
+    return (f"-metadata:s:{stream}", f"title={name}", f"-metadata:s:{stream}", f"handler_name={name}")

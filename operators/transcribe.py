@@ -29,11 +29,17 @@ class Transcribe(Operator):
             with uris.local_copy(row["asr_audio_uri"]) as path:
                 t = self.backend.transcribe(path, row.get("source_lang"))
             add_model(row, self.name, self.backend.model_info(row.get("source_lang") or t.language))
-            segments = [empty_segment(
-                segment_id=segment_id(vid, s.start_s, s.end_s), start_s=s.start_s, end_s=s.end_s,
-                source_text=s.text,
-                words=[{"start_s": w.start_s, "end_s": w.end_s, "text": w.text, "probability": w.probability}
-                       for w in s.words]) for s in t.segments]
+            segments = []
+            for s in t.segments:
+                words = [{"start_s": w.start_s, "end_s": w.end_s, "text": w.text, "probability": w.probability}
+                         for w in s.words]
+                if not words:
+                    segments.append(empty_segment(segment_id=segment_id(vid, s.start_s, s.end_s),
+                                                  start_s=s.start_s, end_s=s.end_s, source_text=s.text, words=[]))
+                    continue
+                for start, end, piece in split_at_pauses(words, list(t.speech_spans), self.config.asr.split_pause_s):
+                    segments.append(empty_segment(segment_id=segment_id(vid, start, end), start_s=start, end_s=end,
+                                                  source_text=" ".join(w["text"] for w in piece), words=piece))
             lang, prob = t.language, t.language_probability
         segments = [s for s in segments if s["end_s"] > s["start_s"] and s["source_text"].strip()]
         row = {**row, "segments": segments, "detected_lang": lang, "lang_probability": prob,
@@ -41,3 +47,48 @@ class Transcribe(Operator):
         if not segments:
             raise SkipRow("no speech found in the source audio")
         return row
+
+
+def split_at_pauses(words: list[dict], speech_spans: list[tuple[float, float]],
+                    pause_s: float) -> list[tuple[float, float, list[dict]]]:
+    """A segment's words as lines (start_s, end_s, words), split where the speaker pauses.
+
+    Whisper often keeps two sentences with a pause between them in one
+    segment, and its word timestamps stretch over the pause; dubbed as one
+    line, the new speech would run through it. With voice-activity spans,
+    each word goes to the span it overlaps most and a line's times are
+    clipped to its span; without them, a gap of `pause_s` between words splits.
+    """
+    if not speech_spans:
+        pieces: list[list[dict]] = []
+        for w in words:
+            if pieces and w["start_s"] - pieces[-1][-1]["end_s"] < pause_s:
+                pieces[-1].append(w)
+            else:
+                pieces.append([w])
+        return [(p[0]["start_s"], p[-1]["end_s"], p) for p in pieces]
+
+    def span_of(w: dict) -> int:
+        overlaps = [min(e, w["end_s"]) - max(s, w["start_s"]) for s, e in speech_spans]
+        best = max(range(len(speech_spans)), key=lambda i: overlaps[i])
+        if overlaps[best] > 0:
+            return best
+        mid = (w["start_s"] + w["end_s"]) / 2
+        return min(range(len(speech_spans)),
+                   key=lambda i: min(abs(mid - speech_spans[i][0]), abs(mid - speech_spans[i][1])))
+
+    groups: list[tuple[int, list[dict]]] = []
+    for w in words:
+        i = span_of(w)
+        if groups and groups[-1][0] == i:
+            groups[-1][1].append(w)
+        else:
+            groups.append((i, [w]))
+    lines = []
+    for i, piece in groups:
+        span_start, span_end = speech_spans[i]
+        start, end = max(piece[0]["start_s"], span_start), min(piece[-1]["end_s"], span_end)
+        if end <= start:
+            start, end = piece[0]["start_s"], piece[-1]["end_s"]
+        lines.append((start, end, piece))
+    return lines

@@ -90,6 +90,9 @@ def apply(ds, op: Operator):
 
 def start_ray(config: Config) -> bool:
     """Join the configured cluster, or start an embedded local Ray. True if this call started it."""
+    if not config.run.ray_address and "ray" not in sys.modules:
+        # An embedded Ray is one node: bind it to loopback (Ray reads this on import).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     if ray.is_initialized():
@@ -100,9 +103,8 @@ def start_ray(config: Config) -> bool:
     else:
         # Logical CPUs, not cores: every stage holds at least one actor, and a small
         # machine must still fit them all at once rather than wait forever for a slot.
-        num_cpus = config.run.num_cpus or max(os.cpu_count() or 1, 4)
-        ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 logging_level=logging.WARNING, log_to_driver=True)
+        num_cpus = config.run.num_cpus or max(2 * (os.cpu_count() or 1), 8)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True)
     return True
 
 
@@ -114,9 +116,6 @@ def run(catalog_uri: str, out_dir: str, langs: list[str] | None = None, config: 
     Catalog and config problems raise before any Ray work. Per-video problems
     become failed or skipped rows. `backends` injects backend objects by stage name.
     """
-    import ray
-    import ray.data
-
     started = time.perf_counter()
     config = config or Config()
     catalog = load_catalog(catalog_uri, default_langs=langs)
@@ -140,6 +139,9 @@ def run(catalog_uri: str, out_dir: str, langs: list[str] | None = None, config: 
     results: list[dict] = []
     if todo:
         started_ray = start_ray(config)
+        import ray
+        import ray.data
+
         try:
             ctx = ray.data.DataContext.get_current()
             ctx.enable_progress_bars = False

@@ -49,7 +49,7 @@ def test_resample_keeps_frequency_and_scales_length():
     y = A.resample(x, 48000, 16000)
     assert y.shape == (16000, 1) and y.dtype == np.float32
     assert peak_hz(y, 16000) == pytest.approx(1000, abs=2)
-    assert A.resample(x, 48000, 48000) is not None and len(A.resample(x, 48000, 48000)) == 48000
+    assert A.resample(x, 48000, 48000) is x
 
 
 def test_to_channels():
@@ -126,6 +126,7 @@ def test_time_stretch_keeps_pitch_and_shortens():
     x = tone(440, 2.0, sr=48000, amplitude=0.5)
     y = A.time_stretch(x, 48000, 1.25)
     assert abs(len(y) - len(x) / 1.25) <= 0.010 * 48000
+    assert len(y) == round(len(x) / 1.25)  # trimmed/padded to the exact length
     assert peak_hz(y, 48000) == pytest.approx(440, abs=5)
     assert np.sqrt(np.mean(y[4800:-4800] ** 2)) == pytest.approx(0.5 / math.sqrt(2), rel=0.1)
 

@@ -182,9 +182,7 @@ def test_truncated_copy_cannot_be_opened(media: Path):
     assert dst.stat().st_size == 4096
     assert dst.read_bytes() == src.read_bytes()[:4096]
     with pytest.raises(av.error.FFmpegError):
-        with av.open(str(dst)) as container:
-            for _ in container.decode(video=0):
-                pass
+        av.open(str(dst))          # the moov atom is at the end of the file: gone
 
 
 @pytest.mark.parametrize("name", ["astronaut", "camera"])
@@ -199,12 +197,12 @@ def test_portrait_is_rgb_uint8(name: str):
 
 @pytest.mark.parametrize("ext", [".srt", ".vtt"])
 def test_write_subtitles_round_trip(media: Path, ext: str):
-    cues = [Cue(0.8, 2.4765, "Die Erde ist sehr schön."), Cue(4.0, 5.5, "Zweite Zeile.")]
+    cues = [Cue(0.7, 2.4761, "Die Erde ist sehr schön."), Cue(4.0, 5.5, "Zweite Zeile.")]
     path = media / f"subs{ext}"
     dummies.write_subtitles(cues, str(path))
     loaded = pysubs2.load(str(path), encoding="utf-8")
     assert [(e.start, e.end, e.plaintext) for e in loaded] == [
-        (800, 2477, "Die Erde ist sehr schön."), (4000, 5500, "Zweite Zeile.")]
+        (700, 2477, "Die Erde ist sehr schön."), (4000, 5500, "Zweite Zeile.")]
     assert path.read_text(encoding="utf-8").startswith("WEBVTT" if ext == ".vtt" else "1\n")
 
 
@@ -244,6 +242,12 @@ def test_demo_build(tmp_path: Path):
     german = pysubs2.load(str(tmp_path / by_id["cameraman-weather"]["subtitles_uri_de"]))
     assert [(e.start, e.end) for e in english] == [(e.start, e.end) for e in german]
     assert english[0].plaintext != german[0].plaintext
+
+    # The real loader accepts it as it is.
+    from operators.catalog import load_catalog
+
+    table = load_catalog(str(catalog))
+    assert table.column("video_id").to_pylist() == [r["video_id"] for r in rows]
 
     # A second run keeps every file.
     log.clear()

@@ -31,6 +31,9 @@ class Transcription:
     language: str                  # ISO 639-1 where one exists ("en", "es")
     language_probability: float
     segments: tuple[SpeechSegment, ...] = field(default_factory=tuple)
+    # Where a voice-activity detector heard speech, (start_s, end_s). ASR word
+    # timestamps stretch over pauses; these do not, so lines are split on them.
+    speech_spans: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True)

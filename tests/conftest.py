@@ -1,0 +1,28 @@
+import os
+
+import pytest
+
+from operators.config import STAGES, Config
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# A single-node Ray binds to loopback only with this set (read when ray is first imported).
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+# Nothing in the test suite may reach a model hub: the models it uses ship in packages.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A small Ray on loopback for the whole session, shut down at the end."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
+    yield ray
+    ray.shutdown()
+
+
+def small_config(**sections) -> Config:
+    """Fractional CPUs so that every stage's actor and task fits a 2-CPU test Ray at once."""
+    resources = {stage: {"num_cpus": 0.2} for stage in STAGES}
+    return Config.from_dict({"resources": resources, **sections})

@@ -1,0 +1,154 @@
+"""End to end on an embedded Ray: real media, real models that PyPI packages ship, bad inputs beside good."""
+import json
+import os
+
+import av
+import pytest
+
+from catalogs import dummies
+from operators import manifest
+from operators.backends.whisper import FasterWhisperASR
+from operators.schema import FAILED, OK, SKIPPED
+from pipelines.localize import run
+from tests.conftest import small_config
+
+LINES = [(0.6, "The house is red."), (3.2, "I drink coffee every morning.")]
+GERMAN = ["Das Haus ist rot.", "Ich trinke jeden Morgen Kaffee."]
+
+
+class CountingASR:
+    """The real ASR backend, appending one line to a log per call (actors are other processes)."""
+
+    def __init__(self, config, log_path):
+        self.inner = FasterWhisperASR(config)
+        self.log_path = log_path
+
+    def transcribe(self, audio_path, language):
+        with open(self.log_path, "a") as f:
+            f.write(audio_path + "\n")
+        return self.inner.transcribe(audio_path, language)
+
+    def transcribe_text(self, audio_path, language):
+        return self.inner.transcribe_text(audio_path, language)
+
+    def model_info(self, language):
+        return self.inner.model_info(language)
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    d = tmp_path_factory.mktemp("media")
+    face = dummies.portrait("astronaut")
+    speech = str(d / "speech.wav")
+    cues = dummies.speech_track(LINES, 6.0, speech, background="hum")
+    dummies.still_video(face, str(d / "good.mp4"), 6.0, audio_wav=speech)
+    dummies.write_subtitles([dummies.Cue(c.start_s, c.end_s, t) for c, t in zip(cues, GERMAN)], str(d / "good.de.srt"))
+    dummies.still_video(face, str(d / "mute.mp4"), 3.0, audio_wav=None)
+    dummies.silent_wav(str(d / "silence.wav"), 3.0)
+    dummies.still_video(face, str(d / "silent.mp4"), 3.0, audio_wav=str(d / "silence.wav"))
+    dummies.truncated_copy(str(d / "good.mp4"), str(d / "truncated.mp4"))
+    rows = [
+        {"video_id": "good", "uri": "good.mp4", "target_langs": ["es", "de", "fr"], "subtitles_uri_de": "good.de.srt"},
+        {"video_id": "missing", "uri": "nowhere.mp4"},
+        {"video_id": "truncated", "uri": "truncated.mp4"},
+        {"video_id": "mute", "uri": "mute.mp4"},
+        {"video_id": "silent", "uri": "silent.mp4", "source_lang": "en"},
+    ]
+    catalog = d / "catalog.jsonl"
+    catalog.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return d, str(catalog)
+
+
+@pytest.fixture(scope="module")
+def first_run(media, ray_local, tmp_path_factory):
+    d, catalog = media
+    out = str(tmp_path_factory.mktemp("out"))
+    log_path = str(d / "asr-calls.log")
+    config = small_config()
+    summary = run(catalog, out, langs=["es"], config=config,
+                  backends={"transcribe": CountingASR(config.asr, log_path)})
+    return out, summary, log_path
+
+
+def _by_pair(rows):
+    return {(r["video_id"], r["lang"]): r for r in rows}
+
+
+def test_every_catalog_row_reaches_the_manifest_once_per_language(first_run):
+    out, summary, _ = first_run
+    rows = manifest.read_manifest(out)
+    pairs = _by_pair(rows)
+    assert len(rows) == len(pairs) == 7
+    expected = {
+        ("good", "es"): (OK, None), ("good", "de"): (OK, None), ("good", "fr"): (FAILED, "translate"),
+        ("missing", "es"): (FAILED, "probe"), ("truncated", "es"): (FAILED, "probe"),
+        ("mute", "es"): (FAILED, "probe"), ("silent", "es"): (SKIPPED, "transcribe"),
+    }
+    assert {k: (r["status"], r["error_stage"]) for k, r in pairs.items()} == expected
+    assert "not found" in pairs["missing", "es"]["error"]
+    assert "no audio stream" in pairs["mute", "es"]["error"]
+    assert "not a readable video file" in pairs["truncated", "es"]["error"]
+    assert "no speech" in pairs["silent", "es"]["error"]
+    assert "no translation route en->fr" in pairs["good", "fr"]["error"]
+    assert "subtitles_uri_fr" in pairs["good", "fr"]["error"]
+    assert summary.counts["es"] == {OK: 1, FAILED: 3, SKIPPED: 1}
+
+
+def test_language_independent_work_runs_once_per_video(first_run):
+    out, _, log_path = first_run
+    calls = open(log_path).read().splitlines()
+    # "good" has three languages and "silent" one: each is transcribed exactly once
+    assert sorted(os.path.basename(os.path.dirname(c)) for c in calls) == ["good", "silent"]
+    good = [r for r in manifest.read_manifest(out) if r["video_id"] == "good"]
+    probe_walls = {next(t["wall_s"] for t in r["timings"] if t["stage"] == "probe") for r in good}
+    assert len(probe_walls) == 1        # the same single probe, carried into every language's row
+
+
+def test_dubbed_outputs(first_run, media):
+    out, _, _ = first_run
+    d, _ = media
+    pairs = _by_pair(manifest.read_manifest(out))
+    es = pairs["good", "es"]
+    assert es["video_out_uri"].endswith("videos/good/good.es.mp4")
+    with av.open(str(d / "good.mp4")) as src, av.open(es["video_out_uri"]) as dub:
+        src_v, dub_v = src.streams.video[0], dub.streams.video[0]
+        # the picture is stream-copied: same codec, size and packets
+        assert (dub_v.codec_context.name, dub_v.width, dub_v.height) == (src_v.codec_context.name, 640, 360)
+        src_packets = [bytes(p) for p in src.demux(src_v) if p.size]
+        dub_packets = [bytes(p) for p in dub.demux(dub_v) if p.size]
+        assert dub_packets == src_packets
+    with av.open(es["video_out_uri"]) as dub:
+        audio = [(s.metadata.get("language"), s.metadata.get("handler_name")) for s in dub.streams.audio]
+        assert audio == [("spa", "Dub (es)"), ("eng", "Original (en)")]
+        assert [s.metadata.get("language") for s in dub.streams.subtitles] == ["spa"]
+    assert os.path.exists(es["dub_audio_uri"]) and os.path.exists(es["subtitles_out_uri"])
+    assert "casa" in open(es["subtitles_out_uri"]).read().lower()
+
+    segs = es["segments"]
+    assert len(segs) == 2 and all(s["fit_uri"] for s in segs)
+    for s in segs:
+        assert 1.0 <= s["speech_rate"] <= 1.3 + 1e-9
+        assert s["placed_start_s"] == s["start_s"]
+    assert segs[0]["placed_end_s"] <= segs[1]["start_s"]    # never over the next line
+    # the Spanish speech, transcribed back, says what the translation says
+    assert es["wer"] is not None and es["wer"] <= 0.5, [(s["target_text"], s["back_text"]) for s in segs]
+    assert abs(es["loudness_diff_lu"]) < 1.0
+    de = pairs["good", "de"]
+    assert [s["target_text"] for s in de["segments"]] == GERMAN
+    assert {m["stage"]: m["name"] for m in de["models"]}["translate"] == "catalog-subtitles"
+    assert de["wer"] <= 0.5, [(s["target_text"], s["back_text"]) for s in de["segments"]]
+    seg_rows = [r for r in manifest.read_segments(out) if r["result_id"] == es["result_id"]]
+    assert [r["segment_id"] for r in seg_rows] == [s["segment_id"] for s in segs]
+
+
+def test_rerun_does_not_redo_pairs_already_ok(first_run, media, ray_local):
+    out, first, _ = first_run
+    _, catalog = media
+    ok_markers = {os.path.getmtime(manifest.marker_uri(os.path.join(out, "_work"), v, l))
+                  for v, l in [("good", "es"), ("good", "de")]}
+    again = run(catalog, out, langs=["es"], config=small_config())
+    assert again.resumed == 2
+    assert len(again.results) == 7
+    assert {os.path.getmtime(manifest.marker_uri(os.path.join(out, "_work"), v, l))
+            for v, l in [("good", "es"), ("good", "de")]} == ok_markers
+    assert len(manifest.read_manifest(out)) == 7
