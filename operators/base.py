@@ -44,6 +44,14 @@ class SkipRow(Exception):
     """Raised by `process_row` when a row cannot be dubbed for a reason that is not an error."""
 
 
+class RowError(RuntimeError):
+    """An expected per-row failure (bad media, no route): logged in one line, no traceback.
+
+    Any other exception also fails only its row, but is logged with its
+    traceback, since it is more likely a bug.
+    """
+
+
 class MissingDependency(RuntimeError):
     pass
 
@@ -100,8 +108,11 @@ class Operator:
             except SkipRow as e:
                 result = {**row, "status": SKIPPED, "error_stage": self.name, "error": str(e)}
             except Exception as e:  # noqa: BLE001 - failures are data: the row is kept with the reason
-                log.warning("%s failed on %s: %s\n%s", self.name, row.get("video_id"), e,
-                            traceback.format_exc(limit=4))
+                if isinstance(e, (RowError, FileNotFoundError)):
+                    log.warning("%s failed on %s: %s", self.name, row.get("video_id"), e)
+                else:
+                    log.warning("%s failed on %s: %s\n%s", self.name, row.get("video_id"), e,
+                                traceback.format_exc(limit=4))
                 result = {**row, "status": FAILED, "error_stage": self.name,
                           "error": f"{type(e).__name__}: {e}"}
             wall_s = time.perf_counter() - started

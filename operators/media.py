@@ -4,9 +4,11 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 
+from operators.base import RowError
 
-class MediaError(RuntimeError):
-    pass
+
+class MediaError(RowError):
+    """The media of one video cannot be used: its row fails, the rest of the run goes on."""
 
 
 def ffmpeg(*args: str, timeout_s: float = 3600) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from operators import uri as uris
 from operators.backends import load_tts
-from operators.base import Operator, Resources, add_model
+from operators.base import Operator, Resources, RowError, add_model
 from operators.schema import RESULT
 
 
@@ -20,7 +20,7 @@ class Synthesize(Operator):
     def process_row(self, row: dict) -> dict:
         lang = row["lang"]
         if not self.backend.supports(lang):
-            raise RuntimeError(f"no voice for language {lang!r} in the {self.config.tts.backend!r} TTS backend")
+            raise RowError(f"no voice for language {lang!r} in the {self.config.tts.backend!r} TTS backend")
         folder = uris.join(self.work_dir, row["video_id"], lang)
         segments = []
         for i, seg in enumerate(row["segments"]):

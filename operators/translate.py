@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from operators import subtitles
 from operators.backends import load_translator
-from operators.base import Operator, Resources, SkipRow, add_model
+from operators.base import Operator, Resources, RowError, SkipRow, add_model
 from operators.schema import RESULT
 
 
-class NoTranslationRoute(RuntimeError):
+class NoTranslationRoute(RowError):
     pass
 
 
