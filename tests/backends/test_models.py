@@ -174,3 +174,76 @@ def test_s3_store_without_s3fs_names_the_fix():
     msg = str(e.value)
     assert "s3fs" in msg
     assert "copy from the model store" in msg
+
+
+class LocalHub:
+    """A hub served from a local folder: same calls as huggingface_hub, files really copied."""
+
+    def __init__(self, root: Path, sha: str = "0123456789abcdef0123456789abcdef01234567"):
+        self.root, self.sha, self.calls = root, sha, []
+
+    def api(self):
+        hub = self
+
+        class Api:
+            def model_info(self, repo_id, revision=None, timeout=None):
+                hub.calls.append(("model_info", repo_id, revision, timeout))
+                if not (hub.root / repo_id).is_dir():
+                    raise ConnectionError("[Errno -2] Name or service not known")
+                return type("Info", (), {"sha": hub.sha})()
+        return Api
+
+    def snapshot_download(self, repo_id, *, revision, allow_patterns, local_dir, etag_timeout):
+        import fnmatch
+        import shutil
+
+        self.calls.append(("snapshot_download", repo_id, revision, tuple(allow_patterns)))
+        repo = self.root / repo_id
+        for f in repo.rglob("*"):
+            rel = f.relative_to(repo).as_posix()
+            if f.is_file() and any(fnmatch.fnmatch(rel, p) for p in allow_patterns):
+                (Path(local_dir) / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, Path(local_dir) / rel)
+        return str(local_dir)
+
+
+@pytest.fixture
+def local_hub(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    hub = LocalHub(tmp_path / "hub")
+    monkeypatch.setattr(huggingface_hub, "HfApi", hub.api())
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub.snapshot_download)
+    monkeypatch.setattr(models, "_hub_failure", None)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("RAYDUB_MODEL_CACHE", str(tmp_path / "cache"))
+    return hub
+
+
+def test_hub_voice_downloads_only_its_files_once(local_hub):
+    stem = piper_voice_hub_path("de_DE-thorsten-medium")
+    repo = local_hub.root / "rhasspy/piper-voices"
+    for rel in (f"{stem}.onnx", f"{stem}.onnx.json", "de/de_DE/thorsten/medium/MODEL_CARD",
+                "de/de_DE/thorsten/high/de_DE-thorsten-high.onnx"):
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text(rel)
+
+    r = resolve("piper:de_DE-thorsten-medium")
+    assert r.path == models.cache_dir("piper:de_DE-thorsten-medium") / f"{stem}.onnx"
+    assert r.path.read_text() == f"{stem}.onnx"
+    assert not (r.path.parent.parent / "high").exists()          # allow_patterns kept it to one voice
+    assert r.info == ModelInfo(name="piper:de_DE-thorsten-medium", version=local_hub.sha,
+                               license="see MODEL_CARD (varies per voice)", source="hub:rhasspy/piper-voices")
+    assert local_hub.calls[0] == ("model_info", "rhasspy/piper-voices", "main", models.HUB_TIMEOUT_S)
+    assert local_hub.calls[1][2] == local_hub.sha                  # pinned to the revision it recorded
+
+    assert resolve("piper:de_DE-thorsten-medium") == r
+    assert len(local_hub.calls) == 2                               # the second resolve is a cache hit
+
+
+def test_unreachable_hub_is_tried_once_per_minute(local_hub):
+    with pytest.raises(ModelNotFound, match="Name or service not known"):
+        resolve("piper:fr_FR-siwis-medium")
+    with pytest.raises(ModelNotFound, match="skipped: the hub was unreachable"):
+        resolve("piper:es_ES-davefx-medium")
+    assert [c[0] for c in local_hub.calls] == ["model_info"]

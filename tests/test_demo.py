@@ -1,0 +1,25 @@
+"""The demo catalog end to end (make test-slow): three clips into es and de, one broken upload."""
+import os
+
+import pytest
+
+from catalogs.demo.build import build
+from operators import manifest
+from pipelines.localize import run
+from tests.conftest import small_config
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_catalog(tmp_path, ray_local):
+    catalog = build(tmp_path / "demo", log=lambda *a: None) / "catalog.jsonl"
+    summary = run(str(catalog), str(tmp_path / "out"), config=small_config())
+    rows = {(r["video_id"], r["lang"]): r for r in manifest.read_manifest(str(tmp_path / "out"))}
+    assert len(rows) == 8
+    assert {k for k, r in rows.items() if r["status"] == "failed"} == {("broken-upload", "es"), ("broken-upload", "de")}
+    assert "not a readable video file" in rows["broken-upload", "es"]["error"]
+    for r in rows.values():
+        if r["status"] == "ok":
+            assert all(os.path.exists(r[c]) for c in manifest.OUTPUT_COLUMNS)
+            assert r["segments_dubbed"] == 3 and r["wer"] < 0.9
+    assert summary.counts["es"]["ok"] == summary.counts["de"]["ok"] == 3
