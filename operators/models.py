@@ -474,7 +474,7 @@ def resolve(name: str) -> ResolvedModel:
         cached = _cached(name)
         if cached is not None:
             return cached
-        why = (f"not a Piper voice name like 'en_US-lessac-medium'" if name.startswith("piper:")
+        why = ("not a Piper voice name like 'en_US-lessac-medium'" if name.startswith("piper:")
                else f"no entry (known: {', '.join(known_names())})")
         raise ModelNotFound(
             f"unknown model {name!r}. Tried:\n  - {tried[0]}\n"

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_demo_catalog(tmp_path, ray_local):
-    catalog = build(tmp_path / "demo", log=lambda *a: None) / "catalog.jsonl"
+    catalog = build(tmp_path / "demo", log=lambda *a: None)
     summary = run(str(catalog), str(tmp_path / "out"), config=small_config())
     rows = {(r["video_id"], r["lang"]): r for r in manifest.read_manifest(str(tmp_path / "out"))}
     assert len(rows) == 8
@@ -21,5 +21,9 @@ def test_demo_catalog(tmp_path, ray_local):
     for r in rows.values():
         if r["status"] == "ok":
             assert all(os.path.exists(r[c]) for c in manifest.OUTPUT_COLUMNS)
-            assert r["segments_dubbed"] == 3 and r["wer"] < 0.9
+            # espeak-ng speech judged by Whisper base: word errors are common, characters mostly right
+            assert r["segments_dubbed"] == 3 and r["cer"] < 0.7
     assert summary.counts["es"]["ok"] == summary.counts["de"]["ok"] == 3
+    for lang in ("es", "de"):
+        cers = [r["cer"] for (v, l), r in rows.items() if l == lang and r["status"] == "ok"]
+        assert sum(cers) / len(cers) < 0.5

