@@ -1,0 +1,43 @@
+from operators import manifest
+from operators.schema import MANIFEST_VERSION, RESULT, empty_segment, result_id
+
+
+def _row(vid, lang, status="ok", **extra):
+    seg = empty_segment(segment_id=f"{vid}@1", start_s=1.0, end_s=2.0, source_text="hi", words=[],
+                        target_text="hola", speech_rate=1.2, wer=0.0)
+    return {"video_id": vid, "uri": f"/m/{vid}.mp4", "lang": lang, "status": status,
+            "result_id": result_id(vid, lang), "manifest_version": MANIFEST_VERSION, "segments": [seg],
+            "timings": [{"stage": "probe", "wall_s": 0.5}], **extra}
+
+
+def test_manifest_round_trips_partitioned_by_language():
+    out = "memory://raydub-manifest/out"
+    rows = [_row("a", "es"), _row("a", "de", status="failed", error_stage="probe", error="MediaError: x"),
+            _row("b", "es", wer=0.25)]
+    manifest.write_manifest(out, rows)
+    back = {(r["video_id"], r["lang"]): r for r in manifest.read_manifest(out)}
+    assert set(back) == {("a", "es"), ("a", "de"), ("b", "es")}
+    assert back["a", "de"]["error"] == "MediaError: x"
+    assert back["b", "es"]["wer"] == 0.25
+    assert back["a", "es"]["segments"][0]["target_text"] == "hola"
+    assert list(back["a", "es"].keys()) == RESULT.names
+    segs = manifest.read_segments(out)
+    assert sorted((s["video_id"], s["lang"], s["speech_rate"]) for s in segs) == [
+        ("a", "de", 1.2), ("a", "es", 1.2), ("b", "es", 1.2)]
+    # a rewrite without German removes its partition
+    manifest.write_manifest(out, rows[::2])
+    assert {r["lang"] for r in manifest.read_manifest(out)} == {"es"}
+
+
+def test_markers_are_read_back_and_only_complete_results_count_as_done(tmp_path):
+    work = str(tmp_path / "work")
+    video = tmp_path / "a.es.mp4"
+    video.write_bytes(b"x")
+    outputs = {"video_out_uri": str(video), "dub_audio_uri": str(video), "subtitles_out_uri": str(video)}
+    manifest.write_marker(work, _row("a", "es", **outputs))
+    manifest.write_marker(work, _row("b", "es"))
+    found = manifest.previous_results(str(tmp_path / "out"), work)
+    assert manifest.is_done(found["a", "es"])
+    assert not manifest.is_done(found["b", "es"])      # ok, but its outputs are not there
+    video.unlink()
+    assert not manifest.is_done(found["a", "es"])
