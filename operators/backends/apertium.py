@@ -103,7 +103,7 @@ class ApertiumMT:
             raise RuntimeError(f"apertium {mode} returned {len(translated)} lines for {len(todo)} inputs; "
                                "outputs cannot be matched to inputs")
         for i, line in zip(todo, translated):
-            out[i] = line.strip()
+            out[i] = _tidy(line)
         return out
 
     def model_info(self, source_lang: str, target_lang: str) -> ModelInfo:
@@ -119,3 +119,9 @@ class ApertiumMT:
             text = ""
         m = re.search(r"/(apertium-[a-z]{2,3}-[a-z]{2,3})/", text)
         return m.group(1) if m else f"apertium-{mode.split('_')[0]}"
+
+
+def _tidy(line: str) -> str:
+    """Apertium leaves doubled spaces and a space before closing punctuation ("Hola,  soy un astronauta .")."""
+    line = " ".join(line.split())
+    return re.sub(r"\s+([.,;:!?)\]»])", r"\1", line)

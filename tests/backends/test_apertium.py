@@ -56,3 +56,10 @@ def test_line_count_mismatch_is_an_error(tmp_path):
     assert broken.routes() == [("en", "es")]
     with pytest.raises(RuntimeError, match="returned 3 lines for 2 inputs"):
         broken.translate(["one", "two"], "en", "es")
+
+
+def test_apertium_output_is_tidied():
+    from operators.backends.apertium import _tidy
+
+    assert _tidy(" Hola,  soy un astronauta . ") == "Hola, soy un astronauta."
+    assert _tidy("¿Qué tal ?  (bien )") == "¿Qué tal? (bien)"
