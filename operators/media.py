@@ -11,13 +11,25 @@ class MediaError(RowError):
     """The media of one video cannot be used: its row fails, the rest of the run goes on."""
 
 
-def ffmpeg(*args: str, timeout_s: float = 3600) -> None:
-    """Run ffmpeg quietly; a failure raises MediaError with the end of its log."""
+def ffmpeg(*args: str, timeout_s: float = 3600) -> str:
+    """Run ffmpeg quietly; a failure raises MediaError with the end of its log. Returns its error log."""
     cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     if proc.returncode != 0:
         tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
         raise MediaError(f"ffmpeg failed ({proc.returncode}): {tail or 'no message'}")
+    return proc.stderr
+
+
+def check_complete(path: str) -> None:
+    """Read every packet (no decoding): a truncated upload whose header is intact fails here.
+
+    Such a file probes fine (the header promises the full duration) and ffmpeg
+    even exits 0 on it, reporting only "partial file" in its log.
+    """
+    log = ffmpeg("-i", path, "-map", "0", "-c", "copy", "-f", "null", "-").strip()
+    if log:
+        raise MediaError(f"damaged or truncated file: {' | '.join(log.splitlines()[-2:])}")
 
 
 @dataclass(frozen=True)

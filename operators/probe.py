@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from operators import uri as uris
 from operators.base import Operator, Resources, require_binary
-from operators.media import MediaError, ffmpeg, probe
+from operators.media import MediaError, check_complete, ffmpeg, probe
 from operators.schema import VIDEO
 
 ASR_SAMPLE_RATE_HZ = 16000
@@ -28,6 +28,7 @@ class ProbeMedia(Operator):
             raise MediaError(f"source video not found: {row['uri']}")
         with uris.local_copy(row["uri"]) as path:
             p = probe(path)
+            check_complete(path)
             if p.audio_sample_rate_hz is None:
                 raise MediaError("no audio stream: there is no speech to dub")
             if p.audio_duration_s is not None and p.audio_duration_s < p.duration_s - MAX_AUDIO_SHORTFALL_S:

@@ -1,6 +1,7 @@
 """End to end on an embedded Ray: real media, real models that PyPI packages ship, bad inputs beside good."""
 import json
 import os
+import subprocess
 
 import av
 import pytest
@@ -48,10 +49,16 @@ def media(tmp_path_factory):
     dummies.silent_wav(str(d / "silence.wav"), 3.0)
     dummies.still_video(face, str(d / "silent.mp4"), 3.0, audio_wav=str(d / "silence.wav"))
     dummies.truncated_copy(str(d / "good.mp4"), str(d / "truncated.mp4"))
+    # an interrupted upload of a "faststart" file: the header (and its duration) is intact, the data is not
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(d / "good.mp4"), "-c", "copy", "-movflags", "+faststart",
+                    str(d / "faststart.mp4")], check=True)
+    data = (d / "faststart.mp4").read_bytes()
+    (d / "cut.mp4").write_bytes(data[: len(data) // 2])
     rows = [
         {"video_id": "good", "uri": "good.mp4", "target_langs": ["es", "de", "fr"], "subtitles_uri_de": "good.de.srt"},
         {"video_id": "missing", "uri": "nowhere.mp4"},
         {"video_id": "truncated", "uri": "truncated.mp4"},
+        {"video_id": "cut", "uri": "cut.mp4"},
         {"video_id": "mute", "uri": "mute.mp4"},
         {"video_id": "silent", "uri": "silent.mp4", "source_lang": "en"},
     ]
@@ -79,20 +86,21 @@ def test_every_catalog_row_reaches_the_manifest_once_per_language(first_run):
     out, summary, _ = first_run
     rows = manifest.read_manifest(out)
     pairs = _by_pair(rows)
-    assert len(rows) == len(pairs) == 7
+    assert len(rows) == len(pairs) == 8
     expected = {
         ("good", "es"): (OK, None), ("good", "de"): (OK, None), ("good", "fr"): (FAILED, "translate"),
-        ("missing", "es"): (FAILED, "probe"), ("truncated", "es"): (FAILED, "probe"),
+        ("missing", "es"): (FAILED, "probe"), ("truncated", "es"): (FAILED, "probe"), ("cut", "es"): (FAILED, "probe"),
         ("mute", "es"): (FAILED, "probe"), ("silent", "es"): (SKIPPED, "transcribe"),
     }
     assert {k: (r["status"], r["error_stage"]) for k, r in pairs.items()} == expected
     assert "not found" in pairs["missing", "es"]["error"]
     assert "no audio stream" in pairs["mute", "es"]["error"]
     assert "not a readable video file" in pairs["truncated", "es"]["error"]
+    assert "damaged or truncated file" in pairs["cut", "es"]["error"]
     assert "no speech" in pairs["silent", "es"]["error"]
     assert "no translation route en->fr" in pairs["good", "fr"]["error"]
     assert "subtitles_uri_fr" in pairs["good", "fr"]["error"]
-    assert summary.counts["es"] == {OK: 1, FAILED: 3, SKIPPED: 1}
+    assert summary.counts["es"] == {OK: 1, FAILED: 4, SKIPPED: 1}
 
 
 def test_language_independent_work_runs_once_per_video(first_run):
@@ -153,7 +161,7 @@ def test_rerun_does_not_redo_pairs_already_ok(first_run, media, ray_local):
                   for v, l in [("good", "es"), ("good", "de")]}
     again = run(catalog, out, langs=["es"], config=small_config())
     assert again.resumed == 2
-    assert len(again.results) == 7
+    assert len(again.results) == 8
     assert {os.path.getmtime(manifest.marker_uri(os.path.join(out, "_work"), v, l))
             for v, l in [("good", "es"), ("good", "de")]} == ok_markers
-    assert len(manifest.read_manifest(out)) == 7
+    assert len(manifest.read_manifest(out)) == 8
