@@ -104,7 +104,9 @@ def start_ray(config: Config) -> bool:
         # Logical CPUs, not cores: every stage holds at least one actor, and a small
         # machine must still fit them all at once rather than wait forever for a slot.
         num_cpus = config.run.num_cpus or max(2 * (os.cpu_count() or 1), 8)
-        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=True)
+        # address="local": start our own, even where `ray start` runs a cluster on this machine
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,
+                 log_to_driver=True)
     return True
 
 

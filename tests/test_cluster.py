@@ -52,6 +52,10 @@ def head(tmp_path):
     yield address, env
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
+    # `ray start` leaves the address of the cluster it started behind; a later ray.init() would try it
+    current = "/tmp/ray/ray_current_cluster"
+    if os.path.exists(current) and open(current).read().strip() == f"127.0.0.1:{port}":
+        os.remove(current)
 
 
 def test_job_submission_dubs_a_catalog(head, tmp_path):
