@@ -65,7 +65,7 @@ def read_text(uri: str) -> str:
 
 def write_bytes(uri: str, data: bytes) -> None:
     fs, path = filesystem(uri)
-    fs.makedirs(fs._parent(path), exist_ok=True)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     tmp = f"{path}.part"
     with fs.open(tmp, "wb") as f:
         f.write(data)

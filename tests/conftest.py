@@ -11,6 +11,26 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# S3 for the tests is a moto server on loopback (tests/test_s3.py starts it). Its address and
+# dummy credentials are set before Ray starts, so Ray's workers inherit them; they also keep any
+# test from reaching real AWS.
+S3_PORT = _free_port()
+os.environ.update({
+    "AWS_ENDPOINT_URL": f"http://127.0.0.1:{S3_PORT}",
+    "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+})
+for _var in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+    os.environ.pop(_var, None)
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """A small Ray on loopback for the whole session, shut down at the end."""

@@ -1,0 +1,65 @@
+"""Catalog, media, work folder and outputs on s3:// (a moto server on 127.0.0.1), end to end."""
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import av
+import pytest
+
+from catalogs import dummies
+from operators import manifest
+from pipelines.localize import run
+from tests.conftest import S3_PORT, small_config
+
+pytest.importorskip("s3fs")
+pytest.importorskip("moto")
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    server = os.path.join(os.path.dirname(sys.executable), "moto_server")
+    proc = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(S3_PORT)],
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    for _ in range(60):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{S3_PORT}/", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.terminate()
+        pytest.fail("moto server did not start: " + log.read_text()[-1000:])
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    fs.mkdir("raydub-test")
+    yield fs
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_a_catalog_on_s3_dubs_into_s3(s3, ray_local, tmp_path):
+    speech = str(tmp_path / "s.wav")
+    dummies.speech_track([(0.5, "The house is red.")], 3.0, speech)
+    dummies.still_video(dummies.portrait(), str(tmp_path / "a.mp4"), 3.0, audio_wav=speech)
+    s3.put_file(str(tmp_path / "a.mp4"), "raydub-test/jobs/media/a.mp4")
+    s3.pipe_file("raydub-test/jobs/catalog.jsonl",
+                 (json.dumps({"video_id": "a", "uri": "media/a.mp4", "target_langs": ["es"]}) + "\n").encode())
+
+    out = "s3://raydub-test/out"
+    summary = run("s3://raydub-test/jobs/catalog.jsonl", out, config=small_config())
+    assert [(r["video_id"], r["lang"], r["status"], r["error"]) for r in summary.results] == [("a", "es", "ok", None)]
+    rows = manifest.read_manifest(out)
+    assert rows[0]["video_out_uri"] == "s3://raydub-test/out/videos/a/a.es.mp4"
+    assert s3.exists("raydub-test/out/manifest/lang=es/part-0.parquet")
+    assert s3.exists("raydub-test/out/_work/a/source.wav")
+    local = str(tmp_path / "dub.mp4")
+    s3.get_file("raydub-test/out/videos/a/a.es.mp4", local)
+    with av.open(local) as f:
+        assert [s.metadata.get("language") for s in f.streams.audio] == ["spa", "eng"]
+    # and a re-run finds its results on s3
+    assert run("s3://raydub-test/jobs/catalog.jsonl", out, config=small_config()).resumed == 1
