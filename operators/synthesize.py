@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from operators import uri as uris
 from operators.backends import load_tts
-from operators.base import Operator, Resources, RowError, add_model
+from operators.base import Operator, Resources, RowError, add_model, require_binary
 from operators.schema import RESULT
 
 
@@ -13,6 +13,11 @@ class Synthesize(Operator):
     writes = ("segments.tts_uri", "segments.tts_duration_s")
     resources = Resources(num_cpus=1, pool=(1, 2))
     output_schema = RESULT
+
+    def check_dependencies(self) -> None:
+        # espeak-ng is the voice of every language without a Piper voice, and Piper phonemizes with its data.
+        if self.backend is None and self.config.tts.backend in ("auto", "espeak-ng"):
+            require_binary("espeak-ng", "espeak-ng")
 
     def setup(self) -> None:
         self.backend = self.backend or load_tts(self.config.tts)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from operators import subtitles
 from operators.backends import load_translator
-from operators.base import Operator, Resources, RowError, SkipRow, add_model
+from operators.base import Operator, Resources, RowError, SkipRow, add_model, require_binary
 from operators.schema import RESULT
 
 
@@ -17,6 +17,10 @@ class Translate(Operator):
     writes = ("segments.target_text",)
     resources = Resources(num_cpus=1, pool=(1, 2))
     output_schema = RESULT
+
+    def check_dependencies(self) -> None:
+        if self.backend is None and self.config.translate.backend == "apertium":
+            require_binary("apertium", "apertium apertium-en-es")
 
     def setup(self) -> None:
         self.backend = self.backend or load_translator(self.config.translate)

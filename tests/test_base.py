@@ -47,3 +47,14 @@ def test_resources_are_overridable_from_config(tmp_path):
     op = Halve(cfg, str(tmp_path), str(tmp_path))
     assert op.resources == Resources(num_cpus=3, pool=(2, 5))
     assert Halve.resources == Resources(num_cpus=0.5)
+
+
+def test_a_missing_tool_fails_on_the_driver_with_the_install_line(tmp_path, monkeypatch):
+    import pytest
+
+    from operators.base import MissingDependency
+    from operators.translate import Translate
+
+    monkeypatch.setenv("PATH", str(tmp_path))          # nothing on PATH
+    with pytest.raises(MissingDependency, match="apt-get install apertium apertium-en-es"):
+        Translate(Config(), str(tmp_path), str(tmp_path))
