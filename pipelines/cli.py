@@ -5,6 +5,7 @@ import argparse
 import logging
 import sys
 
+from operators.base import MissingDependency
 from operators.catalog import CatalogError, load_catalog, parse_langs
 from operators.config import Config, ConfigError, defaults_toml
 
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.catalog}: ok, {table.num_rows} videos, {pairs} (video, language) pairs")
             return 0
         return _run(args)
-    except (CatalogError, ConfigError) as e:
+    except (CatalogError, ConfigError, MissingDependency) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
