@@ -34,6 +34,12 @@ class RunConfig(_Section):
     resume: bool = Field(True, description="Skip (video, language) pairs already ok in OUT with outputs present")
 
 
+class ShotsConfig(_Section):
+    backend: Literal["scenedetect"] = Field("scenedetect", description="Shot-boundary detector (PySceneDetect content detector)")
+    threshold: float = Field(27.0, gt=0.0, le=255.0, description="Content-change score that starts a new shot")
+    min_shot_frames: int = Field(15, ge=1, description="Shortest shot, in frames")
+
+
 class ASRConfig(_Section):
     backend: str = Field("faster-whisper", description="'faster-whisper' or an import path 'module:Class'")
     model_en: str = Field("whisper-tiny.en", description="Model for English sources (name in the model registry or a path)")
@@ -110,6 +116,7 @@ class ResourcesOverride(_Section):
 
 class Config(_Section):
     run: RunConfig = RunConfig()
+    shots: ShotsConfig = ShotsConfig()
     asr: ASRConfig = ASRConfig()
     translate: TranslateConfig = TranslateConfig()
     tts: TTSConfig = TTSConfig()

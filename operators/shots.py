@@ -20,7 +20,9 @@ class DetectShots(Operator):
         from scenedetect import ContentDetector, detect
 
         with uris.local_copy(row["uri"]) as path:
-            scenes = detect(path, ContentDetector(), show_progress=False)
+            cfg = self.config.shots
+            scenes = detect(path, ContentDetector(threshold=cfg.threshold, min_scene_len=cfg.min_shot_frames),
+                            show_progress=False)
         fps = row["fps"]
         bounds = [(s.get_frames(), e.get_frames()) for s, e in scenes] or [(0, row["frame_count"])]
         shots = [{"shot_index": i, "start_frame": a, "end_frame": b,

@@ -58,3 +58,22 @@ def test_a_missing_tool_fails_on_the_driver_with_the_install_line(tmp_path, monk
     monkeypatch.setenv("PATH", str(tmp_path))          # nothing on PATH
     with pytest.raises(MissingDependency, match="apt-get install apertium apertium-en-es"):
         Translate(Config(), str(tmp_path), str(tmp_path))
+
+
+def test_shots_are_found_where_the_picture_cuts(tmp_path):
+    import subprocess
+
+    from catalogs import dummies
+    from operators.shots import DetectShots
+
+    a, b = dummies.portrait("astronaut"), dummies.portrait("camera")
+    dummies.still_video(a, str(tmp_path / "a.mp4"), 2.0)
+    dummies.still_video(b, str(tmp_path / "b.mp4"), 2.0)
+    (tmp_path / "list.txt").write_text(f"file '{tmp_path / 'a.mp4'}'\nfile '{tmp_path / 'b.mp4'}'\n")
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "concat", "-safe", "0", "-i", str(tmp_path / "list.txt"),
+                    "-c", "copy", str(tmp_path / "ab.mp4")], check=True)
+    op = DetectShots(Config(), str(tmp_path), str(tmp_path))
+    row = op(conform([{"video_id": "ab", "uri": str(tmp_path / "ab.mp4"), "fps": 25.0, "frame_count": 100}],
+                     VIDEO)).to_pylist()[0]
+    assert [(s["start_frame"], s["end_frame"]) for s in row["shots"]] == [(0, 50), (50, 100)]
+    assert row["shots"][1]["start_s"] == 2.0
