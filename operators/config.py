@@ -75,8 +75,10 @@ class FitConfig(_Section):
 class MixConfig(_Section):
     background: Literal["spectral", "duck"] = Field(
         "spectral", description="'spectral': remove the source speech's spectrum under the dub; 'duck': only lower it")
-    duck_db: float = Field(-18.0, le=0.0, ge=-60.0, description="Gain on the original under dubbed speech")
-    fade_s: float = Field(0.08, ge=0.0, le=1.0, description="Fade of the ducking at segment edges")
+    duck_db: float = Field(-18.0, le=0.0, ge=-60.0, description="Gain on the original under dubbed speech in 'duck' "
+                           "mode (and in 'spectral' mode when under 0.5 s of non-speech audio is there to learn from)")
+    fade_s: float = Field(0.08, ge=0.0, le=1.0, description="Ramp at the edges of dubbed lines, for ducking and the "
+                          "spectral crossfade alike")
     sample_rate_hz: int = Field(48000, description="Sample rate of the mixed dub track")
     match_loudness: bool = Field(True, description="Match the dub speech's loudness (EBU R128) to the source dialogue")
 

@@ -26,7 +26,7 @@ from operators.fit_duration import FitDuration
 from operators.mix import Mix
 from operators.mux import Mux
 from operators.probe import ProbeMedia
-from operators.schema import FAILED, OK, SKIPPED, conform
+from operators.schema import OK, conform
 from operators.score import Score
 from operators.shots import DetectShots
 from operators.synthesize import Synthesize
@@ -183,4 +183,3 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-__all__ = ["run", "Summary", "ANALYZE", "LOCALIZE", "FAILED", "SKIPPED"]
