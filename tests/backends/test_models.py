@@ -168,7 +168,7 @@ def test_bad_piper_voice_name_says_so():
         resolve("piper:thorsten")
 
 
-def test_s3_store_without_s3fs_names_the_fix():
+def test_an_unreachable_s3_model_store_names_the_fix():
     with pytest.raises(ModelNotFound) as e:
         resolve("s3://models/whisper-small")
     msg = str(e.value)
