@@ -18,6 +18,8 @@ class FasterWhisperASR:
     Picklable until the first call: only the config and empty caches are held.
     """
 
+    SAMPLE_RATE_HZ = 16000   # what Whisper and silero VAD take
+
     def __init__(self, config: ASRConfig | None = None) -> None:
         self.config = config or ASRConfig()
         self._resolved: dict[str, ResolvedModel] = {}
@@ -85,9 +87,13 @@ class FasterWhisperASR:
 
     def transcribe(self, audio_path: str, language: str | None) -> Transcription:
         """Speech segments with word timestamps; `language=None` detects it (multilingual model)."""
+        from faster_whisper.audio import decode_audio
+
         model = self._model(language)
+        # Decoded once here, for both the decoder and the line-split VAD below.
+        audio = decode_audio(audio_path, sampling_rate=self.SAMPLE_RATE_HZ)
         segments, info = model.transcribe(
-            audio_path, language=self._whisper_language(language), beam_size=self.config.beam_size,
+            audio, language=self._whisper_language(language), beam_size=self.config.beam_size,
             word_timestamps=True, vad_filter=self.config.vad)
         out = []
         for seg in segments:   # a generator: decoding happens while iterating
@@ -100,17 +106,15 @@ class FasterWhisperASR:
             out.append(SpeechSegment(start_s=float(seg.start), end_s=float(seg.end),
                                      text=text, words=words))
         return Transcription(language=info.language, language_probability=float(info.language_probability),
-                             segments=tuple(out), speech_spans=self._speech_spans(audio_path) if self.config.vad else ())
+                             segments=tuple(out), speech_spans=self._speech_spans(audio) if self.config.vad else ())
 
-    def _speech_spans(self, audio_path: str) -> tuple[tuple[float, float], ...]:
+    def _speech_spans(self, audio) -> tuple[tuple[float, float], ...]:
         """Silero VAD (shipped in faster-whisper) with pauses as short as the line split needs."""
-        from faster_whisper.audio import decode_audio
         from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-        rate = 16000
-        audio = decode_audio(audio_path, sampling_rate=rate)
+        rate = self.SAMPLE_RATE_HZ
         options = VadOptions(min_silence_duration_ms=round(self.config.split_pause_s * 1000), speech_pad_ms=50)
-        return tuple((t["start"] / rate, t["end"] / rate) for t in get_speech_timestamps(audio, options))
+        return tuple((t["start"] / rate, t["end"] / rate) for t in get_speech_timestamps(audio, options, rate))
 
     def transcribe_text(self, audio_path: str, language: str | None) -> str:
         """Plain text of a whole clip, for back-transcription scores.
