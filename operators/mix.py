@@ -31,8 +31,9 @@ class Mix(Operator):
         # without a translation keep their original voice.
         source_spans = [(s["start_s"], s["end_s"]) for s in dubbed]
         dub_spans = [(s["placed_start_s"], s["placed_end_s"]) for s in dubbed]
-        removal_spans = _union(source_spans + dub_spans)
-        background = audio.background_estimate(source, sr, removal_spans, cfg.background, cfg.duck_db, cfg.fade_s)
+        # background_estimate merges overlapping spans itself
+        background = audio.background_estimate(source, sr, source_spans + dub_spans, cfg.background,
+                                               cfg.duck_db, cfg.fade_s)
 
         placed = []
         for s in dubbed:
@@ -62,16 +63,6 @@ class Mix(Operator):
                 "source_dialogue_lufs": _finite(source_lufs), "dub_dialogue_lufs": _finite(dub_lufs),
                 "loudness_diff_lu": diff, "dub_gain_db": gain_db,
                 "true_peak_dbfs": _finite(audio.true_peak_dbfs(mixed, sr))}
-
-
-def _union(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    merged: list[list[float]] = []
-    for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    return [(a, b) for a, b in merged]
 
 
 def _finite(x: float) -> float | None:
