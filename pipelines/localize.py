@@ -26,7 +26,7 @@ from operators.fit_duration import FitDuration
 from operators.mix import Mix
 from operators.mux import Mux
 from operators.probe import ProbeMedia
-from operators.schema import OK, conform
+from operators.schema import FAILED, MANIFEST_VERSION, OK, conform, result_id
 from operators.score import Score
 from operators.shots import DetectShots
 from operators.synthesize import Synthesize
@@ -163,6 +163,7 @@ def run(catalog_uri: str, out_dir: str, langs: list[str] | None = None, config: 
         finally:
             if started_ray:
                 ray.shutdown()
+        results = _exactly_once(todo, results, work_dir)
 
     done = {(r["video_id"], r["lang"]) for r in results + kept}
     others = [r for key, r in previous.items() if key not in done]
@@ -172,6 +173,25 @@ def run(catalog_uri: str, out_dir: str, langs: list[str] | None = None, config: 
     for r in summary.results:
         summary.counts.setdefault(r["lang"], Counter())[r["status"]] += 1
     return summary
+
+
+def _exactly_once(todo: list[dict], results: list[dict], work_dir: str) -> list[dict]:
+    """Every pair sent in comes out once: a pair the pipeline did not return becomes a failed row.
+
+    Operators never drop rows, so this catches only infrastructure trouble,
+    which would otherwise make a video silently vanish from the manifest.
+    """
+    by_pair = {(r["video_id"], r["lang"]): r for r in results}
+    for row in todo:
+        for lang in row["target_langs"]:
+            if (row["video_id"], lang) not in by_pair:
+                log.error("%s -> %s did not come back from the pipeline", row["video_id"], lang)
+                lost = {**row, "lang": lang, "result_id": result_id(row["video_id"], lang),
+                        "manifest_version": MANIFEST_VERSION, "status": FAILED, "error_stage": "pipeline",
+                        "error": "the result did not come back from the pipeline (lost worker?); re-run to retry"}
+                manifest.write_marker(work_dir, lost)
+                by_pair[row["video_id"], lang] = lost
+    return list(by_pair.values())
 
 
 def main(argv: list[str] | None = None) -> int:
