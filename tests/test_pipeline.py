@@ -4,9 +4,11 @@ import os
 import subprocess
 
 import av
+import numpy as np
 import pytest
 
 from catalogs import dummies
+from operators import audio as audio_io
 from operators import manifest
 from operators.backends.whisper import FasterWhisperASR
 from operators.schema import FAILED, OK, SKIPPED
@@ -140,6 +142,14 @@ def test_dubbed_outputs(first_run, media):
         assert s["placed_start_s"] == s["start_s"]
     assert segs[0]["placed_end_s"] <= segs[1]["start_s"]    # never over the next line
     assert abs(es["loudness_diff_lu"]) < 1.0
+    # the dub track keeps the original where nobody speaks and carries new speech where the line was
+    source, sr = audio_io.read_wav(os.path.join(out, "_work", "good", "source.wav"))
+    dub, dub_sr = audio_io.read_wav(es["dub_audio_uri"])
+    assert dub_sr == sr and dub.shape == source.shape
+    quiet = slice(0, int(0.4 * sr))                       # the hum bed before the first line
+    assert np.array_equal(dub[quiet], source[quiet])
+    line = slice(int(segs[0]["placed_start_s"] * sr), int(segs[0]["placed_end_s"] * sr))
+    assert np.sqrt(np.mean((dub[line] - source[line]) ** 2)) > 0.01
     de = pairs["good", "de"]
     assert [s["target_text"] for s in de["segments"]] == GERMAN
     assert {m["stage"]: m["name"] for m in de["models"]}["translate"] == "catalog-subtitles"
