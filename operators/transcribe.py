@@ -40,6 +40,8 @@ class Transcribe(Operator):
                 for start, end, piece in split_at_pauses(words, list(t.speech_spans), self.config.asr.split_pause_s):
                     segments.append(empty_segment(segment_id=segment_id(vid, start, end), start_s=start, end_s=end,
                                                   source_text=" ".join(w["text"] for w in piece), words=piece))
+            segments = [{**seg, "segment_id": segment_id(vid, seg["start_s"], seg["end_s"])}
+                        for seg in snap_to_spans(segments, list(t.speech_spans))]
             lang, prob = t.language, t.language_probability
         segments = [s for s in segments if s["end_s"] > s["start_s"] and s["source_text"].strip()]
         row = {**row, "segments": segments, "detected_lang": lang, "lang_probability": prob,
@@ -92,3 +94,29 @@ def split_at_pauses(words: list[dict], speech_spans: list[tuple[float, float]],
             start, end = piece[0]["start_s"], piece[-1]["end_s"]
         lines.append((start, end, piece))
     return lines
+
+
+def snap_to_spans(segments: list[dict], speech_spans: list[tuple[float, float]]) -> list[dict]:
+    """Lines start and end where the voice-activity detector heard speech.
+
+    Whisper's first and last word times can be late or early by a few hundred
+    ms; a line that starts after its speech does leaves the original's first
+    syllable in the background under the dub. Each line's outer edges move to
+    those of the span it overlaps most; where several lines share one span, the
+    edges between them stay. A line that overlaps no span is left as it is.
+    """
+    def span_of(seg: dict) -> int | None:
+        overlaps = [min(e, seg["end_s"]) - max(s, seg["start_s"]) for s, e in speech_spans]
+        best = max(range(len(overlaps)), key=overlaps.__getitem__, default=None)
+        return best if best is not None and overlaps[best] > 0 else None
+
+    owners = [span_of(seg) for seg in segments]
+    out = []
+    for k, (seg, i) in enumerate(zip(segments, owners)):
+        start, end = seg["start_s"], seg["end_s"]
+        if i is not None and (k == 0 or owners[k - 1] != i):
+            start = speech_spans[i][0]
+        if i is not None and (k == len(segments) - 1 or owners[k + 1] != i):
+            end = speech_spans[i][1]
+        out.append({**seg, "start_s": start, "end_s": end})
+    return out

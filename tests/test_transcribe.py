@@ -18,3 +18,17 @@ def test_without_spans_a_gap_between_words_splits():
     words = [_w("a", 0.0, 0.5), _w("b", 0.6, 1.0), _w("c", 1.6, 2.0)]
     lines = split_at_pauses(words, [], 0.5)
     assert [(s, e, len(p)) for s, e, p in lines] == [(0.0, 1.0, 2), (1.6, 2.0, 1)]
+
+
+def test_line_edges_snap_to_where_speech_was_heard():
+    from operators.transcribe import snap_to_spans
+
+    def seg(start, end):
+        return {"start_s": start, "end_s": end}
+
+    spans = [(0.558, 1.618), (3.282, 4.786)]
+    # the second line's first word was timed late (3.54): its onset would stay in the background
+    lines = [seg(0.558, 1.46), seg(3.54, 4.2), seg(4.25, 4.72), seg(6.0, 6.5)]
+    assert [(s["start_s"], s["end_s"]) for s in snap_to_spans(lines, spans)] == [
+        (0.558, 1.618), (3.282, 4.2), (4.25, 4.786), (6.0, 6.5)]   # shared span: inner edges stay
+    assert snap_to_spans(lines, []) == lines
