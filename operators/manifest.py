@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from operators import uri as uris
-from operators.schema import OK, RESULT, SEGMENT_ROW, conform
+from operators.schema import MANIFEST_VERSION, OK, RESULT, SEGMENT_ROW, conform
 
 OUTPUT_COLUMNS = ("video_out_uri", "dub_audio_uri", "subtitles_out_uri")
 
@@ -100,5 +100,6 @@ def previous_results(out_dir: str, work_dir: str) -> dict[tuple[str, str], dict]
 
 
 def is_done(row: dict) -> bool:
-    """Ok, and every output it names is still there."""
-    return row.get("status") == OK and all(row.get(c) and uris.exists(row[c]) for c in OUTPUT_COLUMNS)
+    """Ok, made by this manifest version (an older one lacks its stages), and every output it names is still there."""
+    return (row.get("status") == OK and row.get("manifest_version") == MANIFEST_VERSION
+            and all(row.get(c) and uris.exists(row[c]) for c in OUTPUT_COLUMNS))

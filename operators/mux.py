@@ -13,7 +13,7 @@ from operators.schema import RESULT
 
 class Mux(Operator):
     name = "mux"
-    reads = ("uri", "dub_audio_uri", "subtitles_out_uri")
+    reads = ("uri", "rendered_video_uri", "dub_audio_uri", "subtitles_out_uri")
     writes = ("video_out_uri",)
     resources = Resources(num_cpus=1)
     output_schema = RESULT
@@ -27,15 +27,20 @@ class Mux(Operator):
         video_out_uri = output_uri(self.out_dir, row["video_id"], lang, ".mp4")
         bitrate = f"{out.audio_bitrate_kbps}k"
         with contextlib.ExitStack() as stack:
-            video = stack.enter_context(uris.local_copy(row["uri"]))
+            source = stack.enter_context(uris.local_copy(row["uri"]))
             dub = stack.enter_context(uris.local_copy(row["dub_audio_uri"]))
-            args = ["-i", video, "-i", dub]
+            # Inputs: 0 the source (original audio), 1 the dub, 2 the picture, 3 the subtitles.
+            # The picture is the lip-synced render if there is one, else the source's own
+            # stream; either way it is stream-copied: mux never re-encodes it.
+            picture = source
+            if row.get("rendered_video_uri"):
+                picture = stack.enter_context(uris.local_copy(row["rendered_video_uri"]))
+            args = ["-i", source, "-i", dub, "-i", picture]
             subs = None
             if out.subtitle_track and row.get("subtitles_out_uri") and uris.read_text(row["subtitles_out_uri"]).strip():
                 subs = stack.enter_context(uris.local_copy(row["subtitles_out_uri"]))
                 args += ["-i", subs]
-            # The picture is stream-copied: dubbing never re-encodes (or degrades) the video here.
-            args += ["-map", "0:v:0", "-c:v", "copy",
+            args += ["-map", "2:v:0", "-c:v", "copy",
                      "-map", "1:a:0", "-c:a:0", out.audio_codec, "-b:a:0", bitrate,
                      "-metadata:s:a:0", f"language={languages.iso639_2b(lang)}",
                      *_track_name("a:0", f"Dub ({lang})"), "-disposition:a:0", "default"]
@@ -44,7 +49,7 @@ class Mux(Operator):
                          "-metadata:s:a:1", f"language={languages.iso639_2b(src_lang)}",
                          *_track_name("a:1", f"Original ({src_lang})"), "-disposition:a:1", "0"]
             if subs:
-                args += ["-map", "2:s:0", "-c:s", "mov_text",
+                args += ["-map", "3:s:0", "-c:s", "mov_text",
                          "-metadata:s:s:0", f"language={languages.iso639_2b(lang)}"]
             local_out = stack.enter_context(uris.staged_output(video_out_uri))
             ffmpeg(*args, "-movflags", "+faststart", local_out)

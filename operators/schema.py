@@ -12,7 +12,7 @@ import uuid
 
 import pyarrow as pa
 
-MANIFEST_VERSION = "1"
+MANIFEST_VERSION = "2"   # 2: lip sync (faces, lip model, render, sync scores)
 
 # Row status. A row without a status is still in flight; the driver marks it
 # ok when it leaves the last operator.
@@ -68,6 +68,26 @@ SEGMENT = pa.struct([
     ("back_text", pa.string()),                   # the dub transcribed back
     ("wer", pa.float64()),
     ("cer", pa.float64()),
+    # lip sync (see README, "Lip sync")
+    ("speaker_track_id", pa.int32()),             # the visible face speaking this line; null: none
+    ("lip_reason", pa.string()),                  # why the lips of this line are not re-rendered
+    ("lip_frames_rendered", pa.int32()),
+    ("source_sync_offset_frames", pa.int32()),    # the source's own mouth vs its own speech
+    ("source_sync_confidence", pa.float64()),
+    ("sync_offset_frames", pa.int32()),           # the dubbed video's mouth vs the dub speech
+    ("sync_confidence", pa.float64()),
+])
+
+# One face followed through one shot. Landmarks per frame live in the file at `faces_uri`.
+FACE_TRACK = pa.struct([
+    ("track_id", pa.int32()),
+    ("shot_index", pa.int32()),
+    ("start_frame", pa.int64()),
+    ("end_frame", pa.int64()),                    # exclusive
+    ("start_s", pa.float64()),
+    ("end_s", pa.float64()),
+    ("face_height_px", pa.float64()),             # median
+    ("end_reason", pa.string()),                  # "shot end", "lost", "left the frame"
 ])
 
 TIMING = pa.struct([("stage", pa.string()), ("wall_s", pa.float64())])
@@ -103,6 +123,13 @@ ANALYSIS_FIELDS = [
     pa.field("lang_probability", pa.float64()),
     pa.field("shots", pa.list_(SHOT)),
     pa.field("segments", pa.list_(SEGMENT)),
+    pa.field("faces_uri", pa.string()),            # per-frame landmarks of every track (npz)
+    pa.field("face_tracks", pa.list_(FACE_TRACK)),
+    pa.field("face_coverage", pa.float64()),       # share of speech frames with a tracked face
+    pa.field("lip_models_uri", pa.string()),       # the speakers' audio-to-mouth models (npz)
+    pa.field("lip_model_r2", pa.float64()),        # held-out fit of mouth opening on the source
+    pa.field("source_sync_offset_frames", pa.int32()),
+    pa.field("source_sync_confidence", pa.float64()),
 ]
 
 VIDEO = pa.schema(CATALOG_FIELDS + STATUS_FIELDS + ANALYSIS_FIELDS)
@@ -131,6 +158,14 @@ RESULT_FIELDS = [
     # intelligibility
     pa.field("wer", pa.float64()),
     pa.field("cer", pa.float64()),
+    # lip sync
+    pa.field("rendered_video_uri", pa.string()),   # re-rendered picture (video only); null: source kept
+    pa.field("lip_status", pa.string()),           # "rendered" or "unchanged"
+    pa.field("lip_reason", pa.string()),           # why lines were left as they were
+    pa.field("frames_rerendered", pa.int64()),
+    pa.field("share_rerendered", pa.float64()),
+    pa.field("sync_offset_frames", pa.int32()),
+    pa.field("sync_confidence", pa.float64()),
 ]
 
 RESULT = pa.schema(CATALOG_FIELDS + STATUS_FIELDS + ANALYSIS_FIELDS + RESULT_FIELDS)

@@ -23,21 +23,25 @@ from operators.catalog import load_catalog
 from operators.config import Config
 from operators.expand import ExpandLanguages
 from operators.fit_duration import FitDuration
+from operators.lip_model import FitLipModel
 from operators.mix import Mix
 from operators.mux import Mux
 from operators.probe import ProbeMedia
+from operators.render import RenderLips
 from operators.schema import FAILED, MANIFEST_VERSION, OK, conform, result_id
 from operators.score import Score
 from operators.shots import DetectShots
 from operators.synthesize import Synthesize
+from operators.sync import ScoreSync
+from operators.track_faces import TrackFaces
 from operators.transcribe import Transcribe
 from operators.translate import Translate
 
 log = logging.getLogger("raydub")
 
 # Once per video, before the fan-out; then once per (video, language).
-ANALYZE = (ProbeMedia, DetectShots, Transcribe)
-LOCALIZE = (Translate, Synthesize, FitDuration, Mix, Mux, Score)
+ANALYZE = (ProbeMedia, DetectShots, Transcribe, TrackFaces, FitLipModel)
+LOCALIZE = (Translate, Synthesize, FitDuration, Mix, RenderLips, Mux, Score, ScoreSync)
 
 
 @dataclass

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from operators.backends.protocols import ASRBackend, TranslationBackend, TTSBackend
-    from operators.config import ASRConfig, TranslateConfig, TTSConfig
+    from operators.backends.protocols import FaceBackend, LipRenderer
+    from operators.config import ASRConfig, FacesConfig, LipsConfig, TranslateConfig, TTSConfig
 
 # name -> "module:Class"; imported only when chosen, so `import operators` stays fast.
 ASR_BACKENDS = {"faster-whisper": "operators.backends.whisper:FasterWhisperASR"}
@@ -16,6 +17,11 @@ TTS_BACKENDS = {
     "piper": "operators.backends.piper_tts:PiperTTS",
     "espeak-ng": "operators.backends.espeak:EspeakTTS",
 }
+FACE_BACKENDS = {
+    "dlib": "operators.backends.dlib_faces:DlibFaces",
+    "insightface": "operators.backends.insightface_faces:InsightFaces",
+}
+LIP_RENDERERS = {"warp": "operators.backends.warp_renderer:WarpRenderer"}
 
 
 def _load(kind: str, name: str, table: dict[str, str], cfg: Any, extra: tuple[str, ...] = ()) -> Any:
@@ -46,3 +52,12 @@ def load_translator(cfg: TranslateConfig) -> TranslationBackend | None:
 
 def load_tts(cfg: TTSConfig) -> TTSBackend:
     return _load("TTS", cfg.backend, TTS_BACKENDS, cfg)
+
+
+def load_faces(cfg: FacesConfig) -> FaceBackend:
+    return _load("face", cfg.backend, FACE_BACKENDS, cfg)
+
+
+def load_renderer(cfg: LipsConfig) -> LipRenderer:
+    """A fresh renderer: one per speaker."""
+    return _load("lip renderer", cfg.renderer, LIP_RENDERERS, cfg)

@@ -7,7 +7,12 @@ before its first call (load models lazily or in `__init__`, never at import).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -88,3 +93,49 @@ class TTSBackend(Protocol):
         """
 
     def model_info(self, lang: str) -> ModelInfo: ...
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    score: float = 1.0
+
+    @property
+    def height(self) -> float:
+        return self.y1 - self.y0
+
+
+@runtime_checkable
+class FaceBackend(Protocol):
+    def detect(self, frame: "np.ndarray") -> list[FaceBox]:
+        """Faces in an RGB uint8 frame (H, W, 3), best first."""
+
+    def landmarks(self, frame: "np.ndarray", box: FaceBox) -> "np.ndarray":
+        """68 points (iBUG 300-W layout, see operators/face_geometry.py) of the face in `box`, float (68, 2) pixels."""
+
+    def model_info(self) -> ModelInfo: ...
+
+
+@runtime_checkable
+class LipRenderer(Protocol):
+    """Re-draws one speaker's mouth. One instance per speaker: `prepare`, then `render` per frame.
+
+    The offline renderer warps the mouth to the target lip shape and fills
+    what a warp cannot show from the speaker's own frames. A neural renderer
+    can ignore `target_lips` and use `audio_16k` instead.
+    """
+
+    def prepare(self, frames: "Sequence[np.ndarray]", landmarks: "np.ndarray") -> None:
+        """Learn the speaker's appearance: RGB uint8 source frames and their landmarks (N, 68, 2)."""
+
+    def render(self, frame: "np.ndarray", landmarks: "np.ndarray", target_lips: "np.ndarray",
+               audio_16k: "np.ndarray | None" = None) -> "np.ndarray":
+        """`frame` (RGB uint8) with the mouth re-drawn so that lip points 48-67 sit at `target_lips`
+        (20, 2) image pixels. `landmarks` (68, 2) are the face's measured landmarks in this frame;
+        `audio_16k` is the dub speech around the frame (mono float, 16 kHz), centred on it.
+        Pixels outside `face_geometry.mouth_box(landmarks)` are returned unchanged."""
+
+    def model_info(self) -> ModelInfo: ...

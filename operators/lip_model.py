@@ -1,0 +1,165 @@
+"""Once per video: who speaks each line on screen, and how their mouth moves with their voice.
+
+For every source line, the face whose mouth opening follows the line's
+speech envelope best is its speaker, if it follows it well enough
+(`lips.speaker_min_corr`); a listener's mouth does not, so a line spoken
+off screen gets no speaker and its picture is left alone. Lines whose
+lips cannot be re-rendered get the reason in `segments.lip_reason`.
+
+Each speaker then gets a lip model fit on their own footage: audio
+features of the source speech -> their lip shape (see `lipsync.LipModel`).
+Its held-out fit and the source's own sync score (mouth vs audio, the
+reference the dub is compared with) go into the manifest.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from operators import audio
+from operators import face_geometry as geometry
+from operators import lipsync
+from operators import uri as uris
+from operators.base import Operator, Resources
+from operators.schema import VIDEO
+from operators.track_faces import load_faces_file
+
+# A track must cover this share of a line's frames to be its speaker; less means it left or came in.
+MIN_LINE_COVERAGE = 0.9
+# Offsets (frames) allowed when matching a mouth to a line: landmarks lag a little.
+SPEAKER_MAX_LAG_FRAMES = 3
+# A mouth whose opening varies less than this (std, face units) over a line is not speaking it:
+# landmark jitter on a still face can correlate with anything, but it does not move this much.
+MIN_MOUTH_MOTION = 0.02
+
+
+def track_series(faces: dict[str, np.ndarray], track_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """(frames, landmarks) of one track, in frame order."""
+    mask = faces["sample_track"] == track_id
+    return faces["sample_frame"][mask], faces["landmarks"][mask].astype(np.float64)
+
+
+def opening_by_frame(faces: dict[str, np.ndarray], track_id: int) -> np.ndarray:
+    """Mouth opening of a track at every frame of the video; NaN where it is not tracked."""
+    out = np.full(len(faces["frame_times_s"]), np.nan)
+    track_frames, landmarks = track_series(faces, track_id)
+    out[track_frames] = geometry.mouth_opening(landmarks)
+    return out
+
+
+def frames_in(times_s: np.ndarray, start_s: float, end_s: float) -> np.ndarray:
+    return np.flatnonzero((times_s >= start_s) & (times_s < end_s))
+
+
+def segment_sync(opening: np.ndarray, envelope: np.ndarray, frame_idx: np.ndarray,
+                 max_offset: int) -> np.ndarray:
+    """Sync curve of one line: the mouth around the line's frames against its envelope."""
+    lo, hi = frame_idx[0], frame_idx[-1] + 1
+    a, b = max(0, lo - max_offset), min(len(opening), hi + max_offset)
+    mouth = opening[a:b]
+    env = np.full(b - a, np.nan)
+    env[lo - a:hi - a] = envelope[lo:hi]       # only the line's own speech counts
+    return lipsync.sync_curve(mouth, env, max_offset)
+
+
+class FitLipModel(Operator):
+    name = "lip_model"
+    reads = ("faces_uri", "face_tracks", "asr_audio_uri", "segments")
+    writes = ("segments.speaker_track_id", "segments.lip_reason", "segments.source_sync_offset_frames",
+              "segments.source_sync_confidence", "lip_models_uri", "lip_model_r2",
+              "source_sync_offset_frames", "source_sync_confidence")
+    resources = Resources(num_cpus=1)
+    output_schema = VIDEO
+
+    def process_row(self, row: dict) -> dict:
+        cfg = self.config.lips
+        faces = load_faces_file(row["faces_uri"])
+        times = faces["frame_times_s"]
+        with uris.local_copy(row["asr_audio_uri"]) as path:
+            speech, sr = audio.read_wav(path)
+        speech = speech.mean(axis=1) if speech.ndim == 2 else speech
+        window_s = float(np.median(np.diff(times))) if len(times) > 1 else 1 / row["fps"]
+        envelope = lipsync.speech_envelope_db(speech, times, window_s, sr)
+        tracks = {t["track_id"]: t for t in row["face_tracks"] or []}
+        openings = {tid: opening_by_frame(faces, tid) for tid in tracks}
+
+        segments = [dict(s) for s in row["segments"]]
+        for seg in segments:
+            seg.update(self._speaker(seg, times, envelope, tracks, openings))
+
+        speakers = sorted({s["speaker_track_id"] for s in segments if s.get("speaker_track_id") is not None})
+        features = lipsync.AudioFeatures(speech, cfg.context_s)
+        models, arrays = {}, {}
+        for tid in speakers:
+            track_frames, landmarks = track_series(faces, tid)
+            if len(track_frames) < cfg.min_model_frames:
+                continue
+            lips = np.array([geometry.lips_in_face_frame(lm) for lm in landmarks])
+            gate = lipsync.speech_gate(envelope[track_frames])
+            x = lipsync.normalise_per_track(features.at(times[track_frames]), gate)
+            models[tid] = lipsync.fit_lip_model(tid, x, lips, gate, cfg.ridge_alpha)
+            arrays.update(models[tid].to_arrays(f"t{tid}_"))
+        for seg in segments:
+            tid = seg.get("speaker_track_id")
+            if tid is not None and tid not in models:
+                frames = len(track_series(faces, tid)[0])
+                seg.update(speaker_track_id=None, lip_reason=(
+                    f"too little footage of the speaker to learn their mouth ({frames} frames "
+                    f"< {cfg.min_model_frames})"))
+
+        lip_models_uri = None
+        if models:
+            lip_models_uri = uris.join(self.work_dir, row["video_id"], "lip_models.npz")
+            buffer = io.BytesIO()
+            np.savez(buffer, track_ids=np.array(sorted(models), dtype=np.int32), **arrays)
+            uris.write_bytes(lip_models_uri, buffer.getvalue())
+
+        spoken = [s for s in segments if s.get("speaker_track_id") is not None]
+        offset, confidence = lipsync.sync_score(
+            [s.pop("_source_curve") for s in spoken],
+            [s["end_s"] - s["start_s"] for s in spoken])
+        for s in segments:
+            s.pop("_source_curve", None)
+        r2 = [m.heldout_r2 for m in models.values()]
+        return {**row, "segments": segments, "lip_models_uri": lip_models_uri,
+                "lip_model_r2": float(np.mean(r2)) if r2 else None,
+                "source_sync_offset_frames": offset, "source_sync_confidence": confidence}
+
+    def _speaker(self, seg: dict, times: np.ndarray, envelope: np.ndarray, tracks: dict[int, dict],
+                 openings: dict[int, np.ndarray]) -> dict:
+        cfg = self.config.lips
+        idx = frames_in(times, seg["start_s"], seg["end_s"])
+        if len(idx) < cfg.min_segment_frames:
+            return {"lip_reason": f"line too short to re-render ({len(idx)} frames < {cfg.min_segment_frames})"}
+        on_screen = {tid: float(np.isfinite(op[idx]).mean()) for tid, op in openings.items()}
+        on_screen = {tid: c for tid, c in on_screen.items() if c > 0}
+        if not on_screen:
+            return {"lip_reason": "no face on screen during the line"}
+        small = {tid: tracks[tid]["face_height_px"] for tid in on_screen
+                 if tracks[tid]["face_height_px"] < self.config.faces.min_face_px}
+        if len(small) == len(on_screen):
+            return {"lip_reason": f"face too small to re-render ({max(small.values()):.0f} px "
+                                  f"< {self.config.faces.min_face_px} px)"}
+        on_screen = {tid: c for tid, c in on_screen.items() if tid not in small}
+        scored = {}
+        for tid in on_screen:
+            if np.nanstd(openings[tid][idx]) < MIN_MOUTH_MOTION:
+                scored[tid] = -1.0
+                continue
+            curve = segment_sync(openings[tid], envelope, idx, SPEAKER_MAX_LAG_FRAMES)
+            scored[tid] = float(np.nanmax(curve)) if np.isfinite(curve).any() else -1.0
+        best = max(scored, key=scored.get)
+        if scored[best] < cfg.speaker_min_corr:
+            moving = {tid: r for tid, r in scored.items() if r > -1.0}
+            detail = (f"best r={max(moving.values()):.2f} < {cfg.speaker_min_corr}" if moving
+                      else "no visible mouth moves")
+            return {"lip_reason": f"speaker not visible: no face's mouth follows the line's speech ({detail})"}
+        track = tracks[best]
+        if on_screen[best] < MIN_LINE_COVERAGE:
+            return {"lip_reason": f"the speaker's face is tracked for only {on_screen[best]:.0%} of the line "
+                                  f"({track['end_reason']})"}
+        curve = segment_sync(openings[best], envelope, idx, self.config.score.sync_max_offset_frames)
+        offset, confidence = lipsync.sync_score([curve], [1.0])
+        return {"speaker_track_id": best, "lip_reason": None, "_source_curve": curve,
+                "source_sync_offset_frames": offset, "source_sync_confidence": confidence}

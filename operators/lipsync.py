@@ -1,0 +1,183 @@
+"""The lip-sync math shared by the lip stages: speech envelope, audio features,
+the speaker's audio-to-mouth model and the sync score.
+
+Frames are addressed by their times (float seconds), so variable-frame-rate
+sources need no special case. Mouth shapes are the 20 lip points (48-67) in
+the normalised face frame of `face_geometry`, flattened to 40 numbers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from operators import face_geometry as geometry
+
+SAMPLE_RATE_HZ = 16000
+MEL_HOP_S = 0.01                  # Whisper's log-mel: 10 ms hop, 80 bands
+MEL_BANDS_POOLED = 20             # 80 bands averaged in fours: enough for mouth shape, few weights to fit
+CONTEXT_STEP_S = 0.02
+PCA_COMPONENTS = 6
+SILENCE_BELOW_PEAK_DB = 35.0      # envelope this far under the loud end of the speech counts as silence
+ENVELOPE_FLOOR_DB = -80.0
+
+
+def speech_envelope_db(audio: np.ndarray, times_s: np.ndarray, window_s: float,
+                       sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
+    """RMS level in dBFS of mono `audio` in a window of `window_s` centred on each time."""
+    audio = np.asarray(audio, dtype=np.float64)
+    csum = np.concatenate([[0.0], np.cumsum(audio * audio)])
+    half = max(1, int(round(window_s * sample_rate_hz / 2)))
+    centres = np.round(np.asarray(times_s) * sample_rate_hz).astype(np.int64)
+    lo = np.clip(centres - half, 0, len(audio))
+    hi = np.clip(centres + half, 0, len(audio))
+    power = (csum[hi] - csum[lo]) / np.maximum(hi - lo, 1)
+    return np.maximum(10 * np.log10(np.maximum(power, 1e-12)), ENVELOPE_FLOOR_DB)
+
+
+def speech_gate(envelope_db: np.ndarray) -> np.ndarray:
+    """True where the envelope is speech: within SILENCE_BELOW_PEAK_DB of its 95th percentile."""
+    if envelope_db.size == 0:
+        return np.zeros(0, dtype=bool)
+    loud = np.percentile(envelope_db, 95)
+    return envelope_db > loud - SILENCE_BELOW_PEAK_DB
+
+
+class AudioFeatures:
+    """Whisper log-mel of one audio track, sampled around any frame time.
+
+    The features of a frame are the pooled mel bands at the frame's time
+    and at CONTEXT_STEP_S steps up to `context_s` on each side (the mouth
+    moves ahead of the sound it makes and after it).
+    """
+
+    def __init__(self, audio: np.ndarray, context_s: float):
+        from faster_whisper.feature_extractor import FeatureExtractor
+
+        mel = FeatureExtractor()(np.asarray(audio, dtype=np.float32), padding=0)   # (80, T)
+        self.mel = mel.reshape(MEL_BANDS_POOLED, -1, mel.shape[1]).mean(axis=1).T    # (T, 20)
+        steps = int(round(context_s / CONTEXT_STEP_S))
+        self.offsets = np.arange(-steps, steps + 1) * int(round(CONTEXT_STEP_S / MEL_HOP_S))
+
+    def at(self, times_s: np.ndarray) -> np.ndarray:
+        """(len(times_s), taps * 20)."""
+        index = np.round(np.asarray(times_s) / MEL_HOP_S).astype(np.int64)
+        taps = np.clip(index[:, None] + self.offsets[None, :], 0, len(self.mel) - 1)
+        return self.mel[taps].reshape(len(index), -1)
+
+
+def normalise_per_track(features: np.ndarray, speech: np.ndarray) -> np.ndarray:
+    """Per-dimension mean and spread of the track's speech frames removed.
+
+    The source speaker and the dub voice differ in timbre and level; what
+    the model should see is how each voice moves around its own average.
+    """
+    ref = features[speech] if speech.sum() >= 10 else features
+    return (features - ref.mean(axis=0)) / (ref.std(axis=0) + 1e-6)
+
+
+@dataclass
+class LipModel:
+    """One speaker's mouth: PCA of their lip shapes, and ridge regression from audio onto it."""
+    track_id: int
+    mean_lips: np.ndarray          # (40,)
+    components: np.ndarray         # (k, 40)
+    weights: np.ndarray            # (d + 1, k), last row the bias
+    rest_lips: np.ndarray          # (40,) the speaker's mouth when silent
+    heldout_r2: float              # mouth opening, predicted vs measured, on frames held out of the fit
+    frames: int
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Normalised lip points (n, 20, 2) from normalised features (n, d)."""
+        coeffs = np.hstack([features, np.ones((len(features), 1))]) @ self.weights
+        return (self.mean_lips + coeffs @ self.components).reshape(-1, 20, 2)
+
+    def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        return {f"{prefix}{k}": np.asarray(v) for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_arrays(cls, arrays, prefix: str) -> "LipModel":
+        values = {k: arrays[f"{prefix}{k}"] for k in cls.__dataclass_fields__}
+        for k in ("track_id", "frames"):
+            values[k] = int(values[k])
+        values["heldout_r2"] = float(values["heldout_r2"])
+        return cls(**values)
+
+
+def _ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
+    xb = np.hstack([x, np.ones((len(x), 1))])
+    reg = alpha * np.eye(xb.shape[1])
+    reg[-1, -1] = 0.0                               # the bias is not shrunk
+    return np.linalg.solve(xb.T @ xb + reg, xb.T @ y)
+
+
+def opening_of_lips(lips: np.ndarray) -> np.ndarray:
+    """Mouth opening of lip points (..., 20, 2) already in face units."""
+    return np.mean([np.linalg.norm(lips[..., a - 48, :] - lips[..., b - 48, :], axis=-1)
+                    for a, b in geometry.INNER_GAPS], axis=0)
+
+
+def r2(measured: np.ndarray, predicted: np.ndarray) -> float:
+    var = float(np.var(measured))
+    return 1.0 - float(np.mean((measured - predicted) ** 2)) / var if var > 0 else 0.0
+
+
+def fit_lip_model(track_id: int, features: np.ndarray, lips: np.ndarray, speech: np.ndarray,
+                  alpha: float, folds: int = 5) -> LipModel:
+    """Fit on all frames; `heldout_r2` comes from `folds` contiguous blocks, each predicted by a fit without it.
+
+    `features` (n, d) normalised, `lips` (n, 20, 2) in the face frame, `speech` (n,) bool.
+    """
+    n = len(lips)
+    flat = lips.reshape(n, -1)
+    mean = flat.mean(axis=0)
+    _, _, vt = np.linalg.svd(flat - mean, full_matrices=False)
+    components = vt[:PCA_COMPONENTS]
+    coeffs = (flat - mean) @ components.T
+    rest = flat[~speech].mean(axis=0) if (~speech).sum() >= 3 else flat[np.argmin(opening_of_lips(lips))]
+
+    measured = opening_of_lips(lips)
+    predicted = np.empty(n)
+    bounds = np.linspace(0, n, folds + 1).astype(int)
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        train = np.r_[0:a, b:n]
+        w = _ridge(features[train], coeffs[train], alpha)
+        part = (mean + np.hstack([features[a:b], np.ones((b - a, 1))]) @ w @ components).reshape(-1, 20, 2)
+        predicted[a:b] = opening_of_lips(part)
+    return LipModel(track_id=track_id, mean_lips=mean, components=components,
+                    weights=_ridge(features, coeffs, alpha), rest_lips=rest,
+                    heldout_r2=r2(measured, predicted), frames=n)
+
+
+def sync_curve(mouth: np.ndarray, envelope: np.ndarray, max_offset: int) -> np.ndarray:
+    """Pearson r of mouth[t + o] against envelope[t] for o in -max_offset..max_offset.
+
+    Positive o: the mouth moves o frames after the sound. Frames with NaN
+    (no face measured) are left out of each pair. Offsets with fewer than
+    5 pairs, or no variation, give NaN.
+    """
+    n = len(envelope)
+    out = np.full(2 * max_offset + 1, np.nan)
+    for i, o in enumerate(range(-max_offset, max_offset + 1)):
+        t = np.arange(max(0, -o), min(n, n - o))
+        if len(t) < 5:
+            continue
+        a, b = mouth[t + o], envelope[t]
+        ok = np.isfinite(a) & np.isfinite(b)
+        if ok.sum() < 5 or np.std(a[ok]) == 0 or np.std(b[ok]) == 0:
+            continue
+        out[i] = float(np.corrcoef(a[ok], b[ok])[0, 1])
+    return out
+
+
+def sync_score(curves: list[np.ndarray], weights: list[float]) -> tuple[int | None, float | None]:
+    """(offset_frames, confidence) from per-segment curves: the weighted mean curve's peak and its r."""
+    usable = [(c, w) for c, w in zip(curves, weights) if np.isfinite(c).any() and w > 0]
+    if not usable:
+        return None, None
+    stack = np.array([np.nan_to_num(c, nan=0.0) for c, _ in usable])
+    w = np.array([w for _, w in usable], dtype=np.float64)
+    mean = (stack * w[:, None]).sum(axis=0) / w.sum()
+    max_offset = (len(mean) - 1) // 2
+    best = int(np.argmax(mean))
+    return best - max_offset, float(mean[best])

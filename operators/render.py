@@ -1,0 +1,316 @@
+"""Per language: the visible speaker's lips re-rendered to the dub, and the picture encoded once.
+
+What is re-rendered scales with speech, not with video length: only frames
+of a speaker's track inside a dubbed line (widened to where the dub runs
+over) plus short ramps get new mouth pixels. The rest of each frame, and
+every other frame, is passed through as decoded (yuv420p planes untouched).
+
+Mouth shapes come from the speaker's lip model applied to the dub speech,
+in chunks of `lips.chunk_frames` that never cross a track (so never a
+shot). Neighbouring chunks share `lips.overlap_frames` frames, where their
+mouth shapes are cross-faded, so a chunk join does not jump. Where the dub
+is silent the mouth goes to the speaker's rest shape; at the ends of each
+rendered span it blends from the measured source shape over
+`lips.ramp_frames`, so entering and leaving a line does not jump either.
+
+The encode is H.264 (yuv420p) at `output.video_crf`, with the source's
+frame times (variable frame rates stay variable), size and frame count.
+Where no frame needs new lips, nothing is encoded: mux copies the source.
+"""
+from __future__ import annotations
+
+import io
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from operators import audio
+from operators import face_geometry as geometry
+from operators import lipsync
+from operators import uri as uris
+from operators.backends import load_renderer
+from operators.base import Operator, Resources, add_model
+from operators.lip_model import track_series
+from operators.media import frames
+from operators.schema import RESULT
+from operators.track_faces import load_faces_file
+
+RENDERER_AUDIO_WINDOW_S = 0.2
+
+
+@dataclass
+class Span:
+    track_id: int
+    frames: np.ndarray             # frame indices, consecutive frames of one track
+    segment_ids: list[str]
+
+
+def load_lip_models(lip_models_uri: str) -> dict[int, lipsync.LipModel]:
+    with np.load(io.BytesIO(uris.read_bytes(lip_models_uri))) as data:
+        return {int(t): lipsync.LipModel.from_arrays(data, f"t{int(t)}_") for t in data["track_ids"]}
+
+
+def dub_speech_16k(segments: list[dict], n_samples: int) -> np.ndarray:
+    """The dub's speech alone (no background), mono 16 kHz, as placed in the video's time."""
+    placed = []
+    for s in segments:
+        if s.get("fit_uri"):
+            with uris.local_copy(s["fit_uri"]) as p:
+                speech, sr = audio.read_wav(p)
+            mono = speech.mean(axis=1) if speech.ndim == 2 else speech
+            placed.append((s["placed_start_s"], audio.resample(mono, sr, lipsync.SAMPLE_RATE_HZ)[:, None]))
+    return audio.place(placed, n_samples, lipsync.SAMPLE_RATE_HZ, 1)[:, 0]
+
+
+def plan_spans(segments: list[dict], times: np.ndarray, faces: dict[str, np.ndarray],
+               merge_gap_frames: int) -> list[Span]:
+    """Frames to re-render per speaker: each dubbed line's source and dub time, on its speaker's track."""
+    spans: list[Span] = []
+    for s in segments:
+        tid = s.get("speaker_track_id")
+        if tid is None or not s.get("fit_uri"):
+            continue
+        start = min(s["start_s"], s["placed_start_s"])
+        end = max(s["end_s"], s["placed_end_s"])
+        track_frames = track_series(faces, tid)[0]
+        inside = track_frames[(times[track_frames] >= start) & (times[track_frames] < end)]
+        if len(inside):
+            spans.append(Span(tid, inside, [s["segment_id"]]))
+    spans.sort(key=lambda sp: (sp.track_id, sp.frames[0]))
+    merged: list[Span] = []
+    for sp in spans:
+        last = merged[-1] if merged else None
+        if last and last.track_id == sp.track_id and sp.frames[0] - last.frames[-1] <= merge_gap_frames + 1:
+            track_frames = track_series(faces, sp.track_id)[0]
+            between = track_frames[(track_frames >= last.frames[0]) & (track_frames <= max(sp.frames[-1],
+                                                                                            last.frames[-1]))]
+            merged[-1] = Span(sp.track_id, between, last.segment_ids + sp.segment_ids)
+        else:
+            merged.append(sp)
+    return merged
+
+
+def chunk_bounds(n: int, chunk: int, overlap: int) -> list[tuple[int, int]]:
+    """[start, end) chunks covering range(n), neighbours sharing `overlap` items."""
+    step = max(1, chunk - overlap)
+    bounds, start = [], 0
+    while True:
+        end = min(n, start + chunk)
+        bounds.append((start, end))
+        if end >= n:
+            return bounds
+        start += step
+
+
+def crossfade_chunks(n: int, bounds: list[tuple[int, int]], chunks: list[np.ndarray]) -> np.ndarray:
+    """One sequence from overlapping chunks: in each overlap, a linear fade from one chunk into the next."""
+    total = np.zeros((n, *chunks[0].shape[1:]))
+    weight = np.zeros(n)
+    for k, ((a, b), values) in enumerate(zip(bounds, chunks)):
+        w = np.ones(b - a)
+        if k > 0 and bounds[k - 1][1] > a:                      # shared with the previous chunk
+            m = bounds[k - 1][1] - a
+            w[:m] = (np.arange(m) + 1) / (m + 1)
+        if k + 1 < len(bounds) and bounds[k + 1][0] < b:        # shared with the next chunk
+            m = b - bounds[k + 1][0]
+            w[-m:] = np.minimum(w[-m:], np.arange(m, 0, -1) / (m + 1))
+        shape = (-1,) + (1,) * (values.ndim - 1)
+        total[a:b] += w.reshape(shape) * values
+        weight[a:b] += w
+    return total / weight.reshape((-1,) + (1,) * (total.ndim - 1))
+
+
+def edge_ramp(n: int, ramp: int) -> np.ndarray:
+    """0 -> 1 over `ramp` frames at the start, 1 -> 0 at the end (never exactly 0 inside a span)."""
+    w = np.ones(n)
+    if ramp > 0:
+        up = (np.arange(1, ramp + 1)) / (ramp + 1)
+        k = min(ramp, n)
+        w[:k] = np.minimum(w[:k], up[:k])
+        w[n - k:] = np.minimum(w[n - k:], up[:k][::-1])
+    return w
+
+
+def target_shapes(span: Span, model: lipsync.LipModel, features: np.ndarray, envelope: np.ndarray,
+                  source_lips: np.ndarray, chunk: int, overlap: int, ramp: int) -> np.ndarray:
+    """Normalised lip shapes (n, 20, 2) for the span's frames.
+
+    `features` and `envelope` are the dub's, at the span's frames;
+    `source_lips` the measured source shapes there.
+    """
+    from operators.track_faces import smooth
+
+    n = len(span.frames)
+    bounds = chunk_bounds(n, chunk, overlap)
+    # Each chunk is predicted on its own (as a renderer with state would render it)
+    # and smoothed over time within itself; the overlaps hide where they differ.
+    chunks = [smooth(model.predict(features[a:b]), 5) for a, b in bounds]
+    predicted = crossfade_chunks(n, bounds, chunks)
+    gate = lipsync.speech_gate(envelope).astype(np.float64) if envelope.size else np.zeros(0)
+    gate = np.convolve(np.pad(gate, 1, mode="edge"), np.ones(3) / 3, mode="valid")
+    rest = model.rest_lips.reshape(20, 2)
+    shaped = gate[:, None, None] * predicted + (1 - gate[:, None, None]) * rest
+    w = edge_ramp(n, ramp)[:, None, None]
+    return w * shaped + (1 - w) * source_lips
+
+
+class RenderLips(Operator):
+    name = "render"
+    reads = ("uri", "faces_uri", "lip_models_uri", "segments")
+    writes = ("rendered_video_uri", "lip_status", "lip_reason", "frames_rerendered", "share_rerendered",
+              "segments.lip_frames_rendered")
+    resources = Resources(num_cpus=1)
+    output_schema = RESULT
+
+    def setup(self) -> None:
+        if self.backend is None and self.config.lips.enabled:
+            load_renderer(self.config.lips)        # fails early on a bad renderer name
+
+    def _new_renderer(self):
+        if self.backend is not None:
+            import copy
+
+            return copy.deepcopy(self.backend)
+        return load_renderer(self.config.lips)
+
+    def process_row(self, row: dict) -> dict:
+        cfg = self.config.lips
+        segments = [dict(s) for s in row["segments"]]
+        unchanged = {**row, "segments": segments, "rendered_video_uri": None, "lip_status": "unchanged",
+                     "frames_rerendered": 0, "share_rerendered": 0.0}
+        if not cfg.enabled:
+            return {**unchanged, "lip_reason": "lip sync disabled in config (lips.enabled = false)"}
+        reason = _reasons(segments)
+        if not row.get("lip_models_uri") or not any(s.get("speaker_track_id") is not None and s.get("fit_uri")
+                                                    for s in segments):
+            return {**unchanged, "lip_reason": reason or "no dubbed line has a visible speaker"}
+
+        faces = load_faces_file(row["faces_uri"])
+        times = faces["frame_times_s"]
+        models = load_lip_models(row["lip_models_uri"])
+        n_samples = int(round((times[-1] + 1.0) * lipsync.SAMPLE_RATE_HZ))
+        speech = dub_speech_16k(segments, max(n_samples, int(row["duration_s"] * lipsync.SAMPLE_RATE_HZ) + 1))
+        features = lipsync.AudioFeatures(speech, cfg.context_s)
+        window_s = float(np.median(np.diff(times))) if len(times) > 1 else 1 / row["fps"]
+        envelope = lipsync.speech_envelope_db(speech, times, window_s)
+
+        spans = plan_spans(segments, times, faces, 2 * cfg.ramp_frames + cfg.overlap_frames)
+        targets: dict[int, tuple[int, np.ndarray]] = {}
+        for tid in sorted({sp.track_id for sp in spans}):
+            model = models[tid]
+            track_spans = [sp for sp in spans if sp.track_id == tid]
+            span_frames = np.concatenate([sp.frames for sp in track_spans])
+            dub_x = features.at(times[span_frames])
+            x = lipsync.normalise_per_track(dub_x, lipsync.speech_gate(envelope[span_frames]))
+            track_frames, landmarks = track_series(faces, tid)
+            lm_by_frame = dict(zip(track_frames.tolist(), landmarks))
+            offset = 0
+            for sp in track_spans:
+                n = len(sp.frames)
+                source_lips = np.array([geometry.lips_in_face_frame(lm_by_frame[f]) for f in sp.frames])
+                shapes = target_shapes(sp, model, x[offset:offset + n], envelope[sp.frames], source_lips,
+                                       cfg.chunk_frames, cfg.overlap_frames, cfg.ramp_frames)
+                offset += n
+                for f, shape in zip(sp.frames.tolist(), shapes):
+                    targets[f] = (tid, geometry.lips_in_image(lm_by_frame[f], shape))
+
+        renderers = {tid: self._prepared_renderer(faces, tid) for tid in {t for t, _ in targets.values()}}
+        rendered_video_uri = uris.join(self.work_dir, row["video_id"], "render", f"{row['lang']}.mp4")
+        with uris.local_copy(row["uri"]) as src, uris.staged_output(rendered_video_uri) as out:
+            written = self._encode(src, out, targets, faces, renderers, speech)
+        if written != row["frame_count"] and written != len(times):
+            raise RuntimeError(f"re-rendered video has {written} frames, the source {len(times)}")
+        add_model(row, self.name, next(iter(renderers.values())).model_info())
+
+        rendered_frames = set(targets)
+        for s in segments:
+            if s.get("speaker_track_id") is not None and s.get("fit_uri"):
+                idx = np.flatnonzero((times >= min(s["start_s"], s["placed_start_s"]))
+                                     & (times < max(s["end_s"], s["placed_end_s"])))
+                s["lip_frames_rendered"] = int(sum(int(i) in rendered_frames for i in idx))
+        return {**row, "segments": segments, "rendered_video_uri": rendered_video_uri,
+                "lip_status": "rendered", "lip_reason": reason,
+                "frames_rerendered": len(targets), "share_rerendered": len(targets) / len(times)}
+
+    def _prepared_renderer(self, faces: dict[str, np.ndarray], tid: int):
+        renderer = self._new_renderer()
+        crops = faces.get(f"crops_{tid}")
+        if crops is None or not len(crops):
+            raise RuntimeError(f"no mouth crops kept for face track {tid}")
+        track_frames, landmarks = track_series(faces, tid)
+        lm_by_frame = dict(zip(track_frames.tolist(), landmarks))
+        origins = faces[f"crop_origin_{tid}"]
+        crop_landmarks = np.array([lm_by_frame[int(f)] - o for f, o in zip(faces[f"crop_frame_{tid}"], origins)])
+        renderer.prepare(list(crops), crop_landmarks)
+        return renderer
+
+    def _encode(self, src: str, out: str, targets: dict[int, tuple[int, np.ndarray]],
+                faces: dict[str, np.ndarray], renderers: dict, speech: np.ndarray) -> int:
+        import av
+        import cv2
+
+        out_cfg = self.config.output
+        lm_rows = {}
+        for tid in renderers:
+            track_frames, landmarks = track_series(faces, tid)
+            lm_rows[tid] = dict(zip(track_frames.tolist(), landmarks))
+        half = int(RENDERER_AUDIO_WINDOW_S / 2 * lipsync.SAMPLE_RATE_HZ)
+        times = faces["frame_times_s"]
+        with av.open(src) as source:
+            in_stream = source.streams.video[0]
+            with av.open(out, "w", format="mp4") as sink:
+                stream = sink.add_stream("libx264", rate=in_stream.average_rate or 25)
+                stream.width, stream.height = in_stream.codec_context.width, in_stream.codec_context.height
+                stream.pix_fmt = "yuv420p"
+                stream.time_base = in_stream.time_base
+                stream.codec_context.time_base = in_stream.time_base
+                stream.options = {"crf": str(out_cfg.video_crf), "preset": out_cfg.video_preset}
+                height = stream.height
+                written = 0
+                for frame in frames(src, pixel_format="yuv420p"):
+                    planes = frame.image
+                    if frame.index in targets:
+                        tid, lips = targets[frame.index]
+                        lm = lm_rows[tid][frame.index]
+                        centre = int(times[frame.index] * lipsync.SAMPLE_RATE_HZ)
+                        rgb = cv2.cvtColor(planes, cv2.COLOR_YUV2RGB_I420)
+                        new = renderers[tid].render(rgb, lm, lips, speech[max(0, centre - half):centre + half])
+                        _write_roi(planes, new, geometry.mouth_box(lm), height)
+                    video_frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+                    video_frame.pts = frame.pts if frame.pts is not None else frame.index
+                    video_frame.time_base = in_stream.time_base
+                    for packet in stream.encode(video_frame):
+                        sink.mux(packet)
+                    written += 1
+                for packet in stream.encode():
+                    sink.mux(packet)
+        return written
+
+
+def _write_roi(planes: np.ndarray, rgb: np.ndarray, box: tuple[int, int, int, int], height: int) -> None:
+    """Copy the box of a rendered RGB frame into yuv420p planes, leaving every other sample as decoded."""
+    import cv2
+
+    width = planes.shape[1]
+    x0, y0, x1, y1 = box
+    x0, y0 = max(0, x0), max(0, y0)
+    x1, y1 = min(width, x1) // 2 * 2, min(height, y1) // 2 * 2
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return
+    h, w = y1 - y0, x1 - x0
+    roi = cv2.cvtColor(np.ascontiguousarray(rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2YUV_I420)
+    planes[y0:y1, x0:x1] = roi[:h]
+    q = height // 4
+    u = planes[height:height + q].reshape(height // 2, width // 2)
+    v = planes[height + q:height + 2 * q].reshape(height // 2, width // 2)
+    u[y0 // 2:y1 // 2, x0 // 2:x1 // 2] = roi[h:h + h // 4].reshape(h // 2, w // 2)
+    v[y0 // 2:y1 // 2, x0 // 2:x1 // 2] = roi[h + h // 4:].reshape(h // 2, w // 2)
+
+
+def _reasons(segments: list[dict]) -> str | None:
+    """Why lines were left as they were, counted: '2 lines: speaker not visible: ...'."""
+    counts = Counter(s["lip_reason"].split(" (")[0] for s in segments if s.get("lip_reason") and s.get("fit_uri"))
+    if not counts:
+        return None
+    return "; ".join(f"{n} line{'s' if n > 1 else ''}: {why}" for why, n in counts.most_common())

@@ -1,0 +1,99 @@
+"""Lip-sync score of the finished video, measured from its pixels.
+
+For every dubbed line with a visible speaker, the speaker's landmarks are
+measured again on the decoded output (the renderer's own shapes are not
+trusted), smoothed like the source's, and the mouth opening is
+cross-correlated with the dub speech envelope over +-`score.sync_max_offset_frames`.
+The offset of the peak is `sync_offset_frames` (positive: the mouth moves
+after the sound) and the Pearson r there is `sync_confidence`. The same
+score of the source against its own audio (`source_sync_*`, from the lip
+model stage) is the reference: a good dub is near offset 0 with a
+confidence close to the source's.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from operators import face_geometry as geometry
+from operators import lipsync
+from operators import uri as uris
+from operators.backends import load_faces
+from operators.backends.protocols import FaceBox
+from operators.base import Operator, Resources
+from operators.lip_model import frames_in, segment_sync, track_series
+from operators.media import frames
+from operators.render import dub_speech_16k
+from operators.schema import RESULT
+from operators.track_faces import load_faces_file, smooth
+
+
+def box_around(landmarks: np.ndarray) -> FaceBox:
+    """A detector-like box from landmarks: the face's width, from the brows' height to the chin."""
+    x0, y0 = landmarks.min(axis=0)
+    x1, y1 = landmarks.max(axis=0)
+    return FaceBox(float(x0), float(y0), float(x1), float(y1))
+
+
+class ScoreSync(Operator):
+    name = "sync"
+    reads = ("video_out_uri", "faces_uri", "segments")
+    writes = ("sync_offset_frames", "sync_confidence", "segments.sync_offset_frames", "segments.sync_confidence")
+    resources = Resources(num_cpus=1, pool=(1, 2))
+    output_schema = RESULT
+
+    def setup(self) -> None:
+        self.backend = self.backend or load_faces(self.config.faces)
+
+    def process_row(self, row: dict) -> dict:
+        segments = [dict(s) for s in row["segments"]]
+        scored = [s for s in segments if s.get("speaker_track_id") is not None and s.get("fit_uri")]
+        if not scored or not row.get("video_out_uri"):
+            return {**row, "segments": segments}
+        max_offset = self.config.score.sync_max_offset_frames
+        faces = load_faces_file(row["faces_uri"])
+        times = faces["frame_times_s"]
+        speech = dub_speech_16k(segments, int(round((times[-1] + 1.0) * lipsync.SAMPLE_RATE_HZ)))
+        window_s = float(np.median(np.diff(times))) if len(times) > 1 else 1 / row["fps"]
+        envelope = lipsync.speech_envelope_db(speech, times, window_s)
+
+        # Which frames to measure, on which track: each line's dub time and source time, widened by the search.
+        wanted: dict[int, int] = {}
+        for s in scored:
+            tid = s["speaker_track_id"]
+            track_frames = set(track_series(faces, tid)[0].tolist())
+            lo = frames_in(times, min(s["start_s"], s["placed_start_s"]), max(s["end_s"], s["placed_end_s"]))
+            for f in range(max(0, lo[0] - max_offset), min(len(times), lo[-1] + max_offset + 1)):
+                if f in track_frames:
+                    wanted[f] = tid
+        source_lm = {}
+        for tid in set(wanted.values()):
+            track_frames, landmarks = track_series(faces, tid)
+            source_lm[tid] = dict(zip(track_frames.tolist(), landmarks))
+        measured: dict[int, dict[int, np.ndarray]] = {tid: {} for tid in source_lm}
+        with uris.local_copy(row["video_out_uri"]) as path:
+            for frame in frames(path):
+                tid = wanted.get(frame.index)
+                if tid is not None:
+                    box = box_around(source_lm[tid][frame.index])
+                    measured[tid][frame.index] = self.backend.landmarks(frame.image, box)
+
+        openings = {}
+        for tid, by_frame in measured.items():
+            idx = np.array(sorted(by_frame))
+            opening = np.full(len(times), np.nan)
+            if len(idx):
+                lm = smooth(np.array([by_frame[i] for i in idx]), self.config.faces.smooth_frames)
+                opening[idx] = geometry.mouth_opening(lm)
+            openings[tid] = opening
+
+        curves, weights = [], []
+        for s in scored:
+            idx = frames_in(times, s["placed_start_s"], s["placed_end_s"])
+            if len(idx) < 5:
+                continue
+            curve = segment_sync(openings[s["speaker_track_id"]], envelope, idx, max_offset)
+            s["sync_offset_frames"], s["sync_confidence"] = lipsync.sync_score([curve], [1.0])
+            curves.append(curve)
+            weights.append(s["placed_end_s"] - s["placed_start_s"])
+        offset, confidence = lipsync.sync_score(curves, weights)
+        return {**row, "segments": segments, "sync_offset_frames": offset, "sync_confidence": confidence}

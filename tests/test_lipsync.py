@@ -1,0 +1,99 @@
+"""The lip-sync math on constructed input where the right answer is known."""
+import numpy as np
+import pytest
+
+from operators import face_geometry as geometry
+from operators import lipsync
+from operators.render import chunk_bounds, crossfade_chunks, edge_ramp
+
+
+def test_envelope_is_rms_in_dbfs():
+    sr = lipsync.SAMPLE_RATE_HZ
+    t = np.arange(sr) / sr
+    tone = 0.5 * np.sin(2 * np.pi * 440 * t)                     # RMS 0.5/sqrt(2): -9.03 dBFS
+    audio = np.concatenate([tone, np.zeros(sr)])
+    env = lipsync.speech_envelope_db(audio, np.array([0.5, 1.5]), 0.04)
+    assert env[0] == pytest.approx(20 * np.log10(0.5 / np.sqrt(2)), abs=0.05)
+    assert env[1] == lipsync.ENVELOPE_FLOOR_DB
+
+
+@pytest.mark.parametrize("delay", [-4, 0, 3])
+def test_sync_curve_finds_a_known_delay(delay):
+    rng = np.random.default_rng(0)
+    envelope = np.convolve(rng.standard_normal(300), np.ones(4) / 4, mode="same")
+    mouth = np.roll(envelope, delay)                              # the mouth moves `delay` frames later
+    curve = lipsync.sync_curve(mouth, envelope, 15)
+    offset, confidence = lipsync.sync_score([curve], [1.0])
+    assert offset == delay
+    assert confidence == pytest.approx(1.0, abs=0.05)
+
+
+def test_sync_score_weights_segments_and_ignores_empty_ones():
+    a = np.zeros(31)
+    a[15 + 2] = 0.9
+    b = np.zeros(31)
+    b[15 - 5] = 0.6
+    assert lipsync.sync_score([a, b], [3.0, 1.0])[0] == 2
+    assert lipsync.sync_score([a, b], [1.0, 3.0])[0] == -5
+    assert lipsync.sync_score([np.full(31, np.nan)], [1.0]) == (None, None)
+
+
+def test_lip_model_learns_a_mouth_that_follows_the_audio():
+    """Mouth opening driven by the loudness of a synthetic voice: the model predicts it on held-out frames."""
+    sr, fps = lipsync.SAMPLE_RATE_HZ, 25
+    rng = np.random.default_rng(1)
+    n_frames = 400
+    loud = np.clip(np.convolve(rng.random(n_frames), np.ones(5) / 5, mode="same") * 2 - 0.6, 0, 1)
+    times = np.arange(n_frames) / fps
+    samples = np.arange(int(n_frames / fps * sr)) / sr
+    amp = np.interp(samples, times, loud)
+    voice = amp * np.sin(2 * np.pi * 150 * samples) * (1 + 0.5 * np.sin(2 * np.pi * 3 * samples))
+    features = lipsync.AudioFeatures(voice, context_s=0.04)
+    env = lipsync.speech_envelope_db(voice, times, 1 / fps)
+    gate = lipsync.speech_gate(env)
+    x = lipsync.normalise_per_track(features.at(times), gate)
+    closed = np.zeros((20, 2))
+    closed[:, 0] = np.linspace(-0.5, 0.5, 20)
+    lips = np.repeat(closed[None], n_frames, axis=0)
+    lips[:, 17:20, 1] += 0.4 * loud[:, None]                      # inner lower lip (65-67) drops with loudness
+    model = lipsync.fit_lip_model(0, x, lips, gate, alpha=10.0)
+    assert model.heldout_r2 > 0.6
+    predicted = lipsync.opening_of_lips(model.predict(x))
+    assert np.corrcoef(predicted, lipsync.opening_of_lips(lips))[0, 1] > 0.85
+    restored = lipsync.LipModel.from_arrays(model.to_arrays("t0_"), "t0_")
+    np.testing.assert_allclose(restored.predict(x[:5]), model.predict(x[:5]))
+
+
+def test_face_frame_is_invariant_to_position_scale_and_roll():
+    rng = np.random.default_rng(2)
+    face = rng.random((68, 2)) * 100
+    angle, scale, shift = 0.3, 1.7, np.array([40.0, -12.0])
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    moved = face @ rot.T * scale + shift
+    np.testing.assert_allclose(geometry.lips_in_face_frame(moved), geometry.lips_in_face_frame(face), atol=1e-9)
+    assert geometry.mouth_opening(moved) == pytest.approx(geometry.mouth_opening(face))
+    np.testing.assert_allclose(geometry.lips_in_image(moved, geometry.lips_in_face_frame(face)), moved[48:68])
+
+
+def test_mouth_box_is_even_and_contains_the_lips():
+    lm = np.zeros((68, 2))
+    lm[48:68] = np.column_stack([np.linspace(101, 141, 20), np.linspace(201, 221, 20)])
+    x0, y0, x1, y1 = geometry.mouth_box(lm)
+    assert all(v % 2 == 0 for v in (x0, y0, x1, y1))
+    assert x0 < 101 and x1 > 141 and y0 < 201 and y1 > 221
+
+
+def test_chunks_cover_everything_and_crossfade_without_jumps():
+    bounds = chunk_bounds(20, 8, 2)
+    assert bounds == [(0, 8), (6, 14), (12, 20)]
+    assert chunk_bounds(5, 8, 2) == [(0, 5)]
+    values = [np.full(b - a, float(k)) for k, (a, b) in enumerate(bounds)]
+    blended = crossfade_chunks(20, bounds, values)
+    np.testing.assert_allclose(blended[[0, 5, 8, 11, 14, 19]], [0, 0, 1, 1, 2, 2])
+    assert 0 < blended[6] < blended[7] < 1                          # the overlap fades, it does not step
+    assert np.abs(np.diff(blended)).max() < 0.5
+
+
+def test_edge_ramp():
+    np.testing.assert_allclose(edge_ramp(8, 3), [0.25, 0.5, 0.75, 1, 1, 0.75, 0.5, 0.25])
+    assert edge_ramp(4, 0).tolist() == [1, 1, 1, 1]
