@@ -30,7 +30,7 @@ from operators import face_geometry as geometry
 from operators import lipsync
 from operators import uri as uris
 from operators.backends import load_renderer
-from operators.base import Operator, Resources, add_model
+from operators.base import MissingDependency, Operator, Resources, add_model
 from operators.lip_model import track_series
 from operators.media import frames
 from operators.schema import RESULT
@@ -163,9 +163,12 @@ class RenderLips(Operator):
     resources = Resources(num_cpus=1)
     output_schema = RESULT
 
-    def setup(self) -> None:
+    def check_dependencies(self) -> None:
         if self.backend is None and self.config.lips.enabled:
-            load_renderer(self.config.lips)        # fails early on a bad renderer name
+            try:
+                load_renderer(self.config.lips)    # a renderer's constructor is cheap; models load in prepare()
+            except ValueError as e:
+                raise MissingDependency(str(e)) from None
 
     def _new_renderer(self):
         if self.backend is not None:
