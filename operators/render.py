@@ -58,8 +58,8 @@ def dub_speech_16k(segments: list[dict], n_samples: int) -> np.ndarray:
         if s.get("fit_uri"):
             with uris.local_copy(s["fit_uri"]) as p:
                 speech, sr = audio.read_wav(p)
-            mono = speech.mean(axis=1) if speech.ndim == 2 else speech
-            placed.append((s["placed_start_s"], audio.resample(mono, sr, lipsync.SAMPLE_RATE_HZ)[:, None]))
+            mono = speech.mean(axis=1, keepdims=True) if speech.ndim == 2 else speech[:, None]
+            placed.append((s["placed_start_s"], audio.resample(mono, sr, lipsync.SAMPLE_RATE_HZ)))
     return audio.place(placed, n_samples, lipsync.SAMPLE_RATE_HZ, 1)[:, 0]
 
 
@@ -302,13 +302,16 @@ def _write_roi(planes: np.ndarray, rgb: np.ndarray, box: tuple[int, int, int, in
     if x1 - x0 < 2 or y1 - y0 < 2:
         return
     h, w = y1 - y0, x1 - x0
-    roi = cv2.cvtColor(np.ascontiguousarray(rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2YUV_I420)
-    planes[y0:y1, x0:x1] = roi[:h]
-    q = height // 4
-    u = planes[height:height + q].reshape(height // 2, width // 2)
-    v = planes[height + q:height + 2 * q].reshape(height // 2, width // 2)
-    u[y0 // 2:y1 // 2, x0 // 2:x1 // 2] = roi[h:h + h // 4].reshape(h // 2, w // 2)
-    v[y0 // 2:y1 // 2, x0 // 2:x1 // 2] = roi[h + h // 4:].reshape(h // 2, w // 2)
+    roi = cv2.cvtColor(np.ascontiguousarray(rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2YUV_I420).reshape(-1)
+    planes[y0:y1, x0:x1] = roi[:h * w].reshape(h, w)
+    # Chroma planes follow the luma plane back to back, each (height/2, width/2).
+    flat = planes.reshape(-1)                    # a view: decoded planes are contiguous
+    luma, chroma = height * width, height * width // 4
+    u = flat[luma:luma + chroma].reshape(height // 2, width // 2)
+    v = flat[luma + chroma:luma + 2 * chroma].reshape(height // 2, width // 2)
+    q = h * w // 4
+    u[y0 // 2:y1 // 2, x0 // 2:x1 // 2] = roi[h * w:h * w + q].reshape(h // 2, w // 2)
+    v[y0 // 2:y1 // 2, x0 // 2:x1 // 2] = roi[h * w + q:].reshape(h // 2, w // 2)
 
 
 def _reasons(segments: list[dict]) -> str | None:
