@@ -117,7 +117,7 @@ class LipsConfig(_Section):
     min_segment_frames: int = Field(6, ge=1, description="Lines shorter than this many frames keep their picture")
     min_model_frames: int = Field(50, ge=10, description="Frames of a speaker needed to fit their lip model")
     ridge_alpha: float = Field(10.0, gt=0.0, description="Regularisation of the audio-to-mouth regression")
-    context_s: float = Field(0.08, ge=0.0, le=0.5, description="Audio context on each side of a frame for the "
+    context_s: float = Field(0.04, ge=0.0, le=0.5, description="Audio context on each side of a frame for the "
                                                                 "mouth model")
     chunk_frames: int = Field(50, ge=8, description="Frames rendered per chunk (chunks never cross a shot)")
     overlap_frames: int = Field(8, ge=0, description="Frames shared by neighbouring chunks; their mouth shapes "

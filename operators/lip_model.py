@@ -96,7 +96,8 @@ class FitLipModel(Operator):
             if len(track_frames) < cfg.min_model_frames:
                 continue
             lips = np.array([geometry.lips_in_face_frame(lm) for lm in landmarks])
-            gate = lipsync.speech_gate(envelope[track_frames])
+            # Speech is where the lines are: a level gate cannot tell a quiet voice from a loud background.
+            gate = lipsync.within(times[track_frames], [(s["start_s"], s["end_s"]) for s in segments])
             x = lipsync.normalise_per_track(features.at(times[track_frames]), gate)
             models[tid] = lipsync.fit_lip_model(tid, x, lips, gate, cfg.ridge_alpha)
             arrays.update(models[tid].to_arrays(f"t{tid}_"))

@@ -15,7 +15,8 @@ from operators import face_geometry as geometry
 
 SAMPLE_RATE_HZ = 16000
 MEL_HOP_S = 0.01                  # Whisper's log-mel: 10 ms hop, 80 bands
-MEL_BANDS_POOLED = 20             # 80 bands averaged in fours: enough for mouth shape, few weights to fit
+MEL_BANDS_POOLED = 8              # 80 bands averaged in tens: the spectrum's shape (rounding), few weights to fit
+ENERGY_WINDOW_S = 0.025
 CONTEXT_STEP_S = 0.02
 PCA_COMPONENTS = 6
 SILENCE_BELOW_PEAK_DB = 35.0      # envelope this far under the loud end of the speech counts as silence
@@ -35,6 +36,14 @@ def speech_envelope_db(audio: np.ndarray, times_s: np.ndarray, window_s: float,
     return np.maximum(10 * np.log10(np.maximum(power, 1e-12)), ENVELOPE_FLOOR_DB)
 
 
+def within(times_s: np.ndarray, spans_s: list[tuple[float, float]]) -> np.ndarray:
+    """True for the times inside any of the (start_s, end_s) spans."""
+    out = np.zeros(len(times_s), dtype=bool)
+    for a, b in spans_s:
+        out |= (times_s >= a) & (times_s < b)
+    return out
+
+
 def speech_gate(envelope_db: np.ndarray) -> np.ndarray:
     """True where the envelope is speech: within SILENCE_BELOW_PEAK_DB of its 95th percentile."""
     if envelope_db.size == 0:
@@ -44,18 +53,24 @@ def speech_gate(envelope_db: np.ndarray) -> np.ndarray:
 
 
 class AudioFeatures:
-    """Whisper log-mel of one audio track, sampled around any frame time.
+    """Level and spectral shape of one audio track, sampled around any frame time.
 
-    The features of a frame are the pooled mel bands at the frame's time
-    and at CONTEXT_STEP_S steps up to `context_s` on each side (the mouth
-    moves ahead of the sound it makes and after it).
+    Per 10 ms: the RMS level in dB (how far a mouth opens follows it most
+    closely) and Whisper's log-mel pooled to MEL_BANDS_POOLED bands (vowel
+    colour: rounding, spreading). The features of a frame are these at the
+    frame's time and at CONTEXT_STEP_S steps up to `context_s` on each side
+    (the mouth moves ahead of the sound it makes and after it). With a few
+    hundred frames of a speaker to learn from, few features fit best.
     """
 
     def __init__(self, audio: np.ndarray, context_s: float):
         from faster_whisper.feature_extractor import FeatureExtractor
 
-        mel = FeatureExtractor()(np.asarray(audio, dtype=np.float32), padding=0)   # (80, T)
-        self.mel = mel.reshape(MEL_BANDS_POOLED, -1, mel.shape[1]).mean(axis=1).T    # (T, 20)
+        audio = np.asarray(audio, dtype=np.float32)
+        mel = FeatureExtractor()(audio, padding=0)                                    # (80, T)
+        pooled = mel.reshape(MEL_BANDS_POOLED, -1, mel.shape[1]).mean(axis=1).T      # (T, 8)
+        level = speech_envelope_db(audio, np.arange(mel.shape[1]) * MEL_HOP_S, ENERGY_WINDOW_S)
+        self.mel = np.column_stack([level, pooled])
         steps = int(round(context_s / CONTEXT_STEP_S))
         self.offsets = np.arange(-steps, steps + 1) * int(round(CONTEXT_STEP_S / MEL_HOP_S))
 
@@ -83,13 +98,14 @@ class LipModel:
     mean_lips: np.ndarray          # (40,)
     components: np.ndarray         # (k, 40)
     weights: np.ndarray            # (d + 1, k), last row the bias
+    gain: np.ndarray               # (k,) restores the spread that regression takes out of its predictions
     rest_lips: np.ndarray          # (40,) the speaker's mouth when silent
     heldout_r2: float              # mouth opening, predicted vs measured, on frames held out of the fit
     frames: int
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Normalised lip points (n, 20, 2) from normalised features (n, d)."""
-        coeffs = np.hstack([features, np.ones((len(features), 1))]) @ self.weights
+        coeffs = (np.hstack([features, np.ones((len(features), 1))]) @ self.weights) * self.gain
         return (self.mean_lips + coeffs @ self.components).reshape(-1, 20, 2)
 
     def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
@@ -144,8 +160,14 @@ def fit_lip_model(track_id: int, features: np.ndarray, lips: np.ndarray, speech:
         w = _ridge(features[train], coeffs[train], alpha)
         part = (mean + np.hstack([features[a:b], np.ones((b - a, 1))]) @ w @ components).reshape(-1, 20, 2)
         predicted[a:b] = opening_of_lips(part)
+    weights = _ridge(features, coeffs, alpha)
+    fitted = np.hstack([features, np.ones((n, 1))]) @ weights
+    # A regression predicts the average mouth for a sound and so moves less than the
+    # speaker does; scaling each component back to the speaker's own spread keeps
+    # the dub's mouth as lively as theirs (capped: never more than twice).
+    gain = np.clip(coeffs.std(axis=0) / np.maximum(fitted.std(axis=0), 1e-9), 1.0, 2.0)
     return LipModel(track_id=track_id, mean_lips=mean, components=components,
-                    weights=_ridge(features, coeffs, alpha), rest_lips=rest,
+                    weights=weights, gain=gain, rest_lips=rest,
                     heldout_r2=r2(measured, predicted), frames=n)
 
 

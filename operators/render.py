@@ -205,7 +205,8 @@ class RenderLips(Operator):
             track_spans = [sp for sp in spans if sp.track_id == tid]
             span_frames = np.concatenate([sp.frames for sp in track_spans])
             dub_x = features.at(times[span_frames])
-            x = lipsync.normalise_per_track(dub_x, lipsync.speech_gate(envelope[span_frames]))
+            dub_spans = [(s["placed_start_s"], s["placed_end_s"]) for s in segments if s.get("fit_uri")]
+            x = lipsync.normalise_per_track(dub_x, lipsync.within(times[span_frames], dub_spans))
             track_frames, landmarks = track_series(faces, tid)
             lm_by_frame = dict(zip(track_frames.tolist(), landmarks))
             offset = 0

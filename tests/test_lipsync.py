@@ -59,7 +59,7 @@ def test_lip_model_learns_a_mouth_that_follows_the_audio():
     model = lipsync.fit_lip_model(0, x, lips, gate, alpha=10.0)
     assert model.heldout_r2 > 0.6
     predicted = lipsync.opening_of_lips(model.predict(x))
-    assert np.corrcoef(predicted, lipsync.opening_of_lips(lips))[0, 1] > 0.85
+    assert np.corrcoef(predicted, lipsync.opening_of_lips(lips))[0, 1] > 0.8
     restored = lipsync.LipModel.from_arrays(model.to_arrays("t0_"), "t0_")
     np.testing.assert_allclose(restored.predict(x[:5]), model.predict(x[:5]))
 

@@ -1,0 +1,196 @@
+"""Lip sync end to end on an embedded Ray: talking faces made from a real portrait, and the bad cases.
+
+One run dubs a small catalog into German (catalog subtitles, so no ASR or MT
+is involved and the lines are exactly where the test puts them), with a
+lossless encode (crf 0), so untouched pixels can be compared exactly.
+"""
+import json
+
+import av
+import numpy as np
+import pytest
+
+from catalogs import dummies
+from operators.schema import OK
+from pipelines.localize import run
+from tests.conftest import small_config
+
+FPS = 25
+SIZE = (640, 360)
+LINES = [(0.5, "Hello, I am an astronaut."), (3.5, "The earth is very beautiful.")]
+GERMAN = ["Hallo, ich bin Astronautin.", "Die Erde ist sehr schön."]
+DURATION_S = 6.0
+
+
+def astronaut_head():
+    return dummies.portrait("astronaut")[20:300, 90:400]
+
+
+def _clip(d, name, faces, cues_for=None, lines=LINES, german=GERMAN, duration_s=DURATION_S, vfr=False,
+          cues=None):
+    wav = str(d / f"{name}.wav")
+    spoken = dummies.speech_track(lines, duration_s, wav, background="hum")
+    cues = cues or spoken
+    truth = dummies.talking_video(str(d / f"{name}.mp4"), duration_s, faces, audio_wav=wav, fps=FPS, size=SIZE,
+                                  vfr=vfr)
+    dummies.write_subtitles(cues, str(d / f"{name}.en.srt"))
+    dummies.write_subtitles([dummies.Cue(c.start_s, c.end_s, t) for c, t in zip(cues, german)],
+                            str(d / f"{name}.de.srt"))
+    return {"video_id": name, "uri": f"{name}.mp4", "source_lang": "en", "source_subtitles_uri": f"{name}.en.srt",
+            "subtitles_uri_de": f"{name}.de.srt", "target_langs": ["de"]}, spoken, truth
+
+
+@pytest.fixture(scope="module")
+def lips_run(tmp_path_factory, ray_local):
+    d = tmp_path_factory.mktemp("lips")
+    head = astronaut_head()
+    centre = (SIZE[0] // 2, SIZE[1] // 2)
+    rows, cues = [], {}
+
+    row, cues["talking"], _ = _clip(d, "talking", [dummies.FaceSpec(head, centre, 130)])
+    rows.append(row)
+    row, _, _ = _clip(d, "vfr", [dummies.FaceSpec(head, centre, 130)], vfr=True)
+    rows.append(row)
+    row, _, _ = _clip(d, "noface", [])
+    rows.append(row)
+    row, _, _ = _clip(d, "small", [dummies.FaceSpec(head, centre, 80)])
+    rows.append(row)
+    # Slides out of the picture during the second line.
+    row, cues["leaving"], _ = _clip(d, "leaving", [dummies.FaceSpec(
+        head, centre, 130, path=lambda t: (0.0 if t < 4.0 else (t - 4.0) * 600.0, 0.0))])
+    rows.append(row)
+    # Two faces: the left one speaks the first line, the right one the second; the third line
+    # is spoken by nobody on screen.
+    three = LINES + [(6.5, "Nobody here says this.")]
+    left, right = (170, 180), (470, 180)
+    wav_lines = dummies.speech_track(three, 9.0, str(d / "probe.wav"))
+    spans = [(c.start_s, c.end_s) for c in wav_lines]
+    row, cues["two"], _ = _clip(d, "two", [
+        dummies.FaceSpec(head, left, 120, speaks=[spans[0]]),
+        dummies.FaceSpec(head[:, ::-1].copy(), right, 120, speaks=[spans[1]]),
+    ], lines=three, german=GERMAN + ["Das sagt hier niemand."], duration_s=9.0)
+    rows.append(row)
+    # A line of 0.16 s (4 frames): too short to re-render.
+    short_cues = [dummies.Cue(0.5, 0.66, "Hi."), dummies.Cue(3.5, 5.0, "The earth is very beautiful.")]
+    row, _, _ = _clip(d, "short", [dummies.FaceSpec(head, centre, 130)], cues=short_cues,
+                      german=["Hallo.", "Die Erde ist sehr schön."])
+    rows.append(row)
+
+    catalog = d / "catalog.jsonl"
+    catalog.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = str(tmp_path_factory.mktemp("lips-out"))
+    summary = run(str(catalog), out, config=small_config(output={"video_crf": 0}))
+    results = {r["video_id"]: r for r in summary.results}
+    return d, results, cues
+
+
+def _decode(path):
+    with av.open(path) as c:
+        return [(f.pts, f.to_ndarray(format="yuv420p")) for f in c.decode(c.streams.video[0])]
+
+
+def test_every_row_ends_ok_with_a_lip_status(lips_run):
+    _, results, _ = lips_run
+    assert {r["status"] for r in results.values()} == {OK}, {k: r["error"] for k, r in results.items()}
+    assert results["talking"]["lip_status"] == "rendered"
+    assert results["noface"]["lip_status"] == "unchanged"
+
+
+def test_talking_head_is_rerendered_in_sync(lips_run):
+    d, results, _ = lips_run
+    r = results["talking"]
+    assert r["lip_model_r2"] > 0.5
+    assert r["source_sync_confidence"] > 0.5
+    assert abs(r["sync_offset_frames"]) <= 2
+    assert r["sync_confidence"] >= 0.8 * r["source_sync_confidence"]
+    assert 0.0 < r["share_rerendered"] < 1.0
+    for s in r["segments"]:
+        assert s["speaker_track_id"] == 0 and s["lip_reason"] is None and s["lip_frames_rendered"] > 0
+        assert s["sync_confidence"] is not None
+    models = {m["stage"]: m for m in r["models"]}
+    assert models["faces"]["name"] == "dlib-68-landmarks" and "non-commercial" in models["faces"]["license"]
+    assert models["render"]["name"] == "warp-renderer"
+
+
+def test_untouched_frames_are_bit_identical(lips_run):
+    """crf 0 is lossless: frames outside the rendered spans decode to exactly the source's pixels,
+    and rendered frames differ only inside the mouth box."""
+    d, results, cues = lips_run
+    r = results["talking"]
+    source = _decode(str(d / "talking.mp4"))
+    dubbed = _decode(r["video_out_uri"])
+    assert len(dubbed) == len(source) == r["frame_count"]
+    rendered = {i for s in r["segments"] for i in range(len(source))
+                if min(s["start_s"], s["placed_start_s"]) - 0.2 <= i / FPS < max(s["end_s"], s["placed_end_s"]) + 0.2}
+    same = [i for i in range(len(source)) if i not in rendered]
+    assert len(same) > 20
+    for i in same:
+        np.testing.assert_array_equal(dubbed[i][1], source[i][1])
+    changed = [i for i in rendered if not np.array_equal(dubbed[i][1], source[i][1])]
+    assert len(changed) > 0.5 * len(rendered)
+    # Above the mouth (the eyes' rows) nothing changes, even in rendered frames.
+    for i in changed[:10]:
+        np.testing.assert_array_equal(dubbed[i][1][:120], source[i][1][:120])
+
+
+def test_no_face_keeps_the_picture_stream(lips_run):
+    d, results, _ = lips_run
+    r = results["noface"]
+    assert r["rendered_video_uri"] is None and r["frames_rerendered"] == 0
+    assert "no face on screen" in r["lip_reason"]
+    assert all("no face on screen" in s["lip_reason"] for s in r["segments"])
+    with av.open(str(d / "noface.mp4")) as a, av.open(r["video_out_uri"]) as b:
+        assert [bytes(p) for p in a.demux(a.streams.video[0]) if p.size] == \
+               [bytes(p) for p in b.demux(b.streams.video[0]) if p.size]
+
+
+def test_small_face_is_left_alone_with_the_reason(lips_run):
+    _, results, _ = lips_run
+    r = results["small"]
+    assert r["lip_status"] == "unchanged"
+    assert all("too small" in s["lip_reason"] for s in r["segments"]), [s["lip_reason"] for s in r["segments"]]
+
+
+def test_face_leaving_the_frame_mid_line(lips_run):
+    _, results, _ = lips_run
+    first, second = results["leaving"]["segments"]
+    assert first["lip_reason"] is None and first["lip_frames_rendered"] > 0
+    assert second["speaker_track_id"] is None
+    assert "left the frame" in second["lip_reason"] or "no face" in second["lip_reason"]
+
+
+def test_two_faces_each_line_goes_to_its_speaker_and_offscreen_lines_to_nobody(lips_run):
+    d, results, _ = lips_run
+    r = results["two"]
+    first, second, third = r["segments"]
+    assert first["speaker_track_id"] is not None and second["speaker_track_id"] is not None
+    assert first["speaker_track_id"] != second["speaker_track_id"]
+    assert len(r["face_tracks"]) == 2
+    assert third["speaker_track_id"] is None and "speaker not visible" in third["lip_reason"]
+    # During the first line the right face (the listener) keeps its source pixels.
+    source = _decode(str(d / "two.mp4"))
+    dubbed = _decode(r["video_out_uri"])
+    for i in range(int(first["start_s"] * FPS) + 2, int(first["end_s"] * FPS) - 2):
+        np.testing.assert_array_equal(dubbed[i][1][:360, 380:], source[i][1][:360, 380:])
+    assert any(not np.array_equal(dubbed[i][1][:360, :300], source[i][1][:360, :300])
+               for i in range(int(first["start_s"] * FPS), int(first["end_s"] * FPS)))
+
+
+def test_very_short_line_is_left_alone(lips_run):
+    _, results, _ = lips_run
+    short, long = results["short"]["segments"]
+    assert "too short" in short["lip_reason"] and short["speaker_track_id"] is None
+    assert long["lip_reason"] is None
+
+
+def test_variable_frame_rate_keeps_its_frame_times(lips_run):
+    d, results, _ = lips_run
+    r = results["vfr"]
+    source = _decode(str(d / "vfr.mp4"))
+    dubbed = _decode(r["video_out_uri"])
+    src_pts, dub_pts = [p for p, _ in source], [p for p, _ in dubbed]
+    assert len(set(np.diff(src_pts))) > 1                     # the source really is variable
+    with av.open(str(d / "vfr.mp4")) as a, av.open(r["video_out_uri"]) as b:
+        ta, tb = a.streams.video[0].time_base, b.streams.video[0].time_base
+    np.testing.assert_allclose([float(p * tb) for p in dub_pts], [float(p * ta) for p in src_pts], atol=1e-3)
+    assert r["lip_status"] == "rendered" and r["sync_offset_frames"] is not None
