@@ -93,6 +93,11 @@ class FitLipModel(Operator):
         models, arrays = {}, {}
         for tid in speakers:
             track_frames, landmarks = track_series(faces, tid)
+            # Learn from this speaker's own lines and from silence, not from while someone
+            # else speaks: their mouth is shut then, whatever the audio says.
+            others = [(s["start_s"], s["end_s"]) for s in segments if s.get("speaker_track_id") != tid]
+            own = ~lipsync.within(times[track_frames], others)
+            track_frames, landmarks = track_frames[own], landmarks[own]
             if len(track_frames) < cfg.min_model_frames:
                 continue
             lips = np.array([geometry.lips_in_face_frame(lm) for lm in landmarks])
@@ -104,10 +109,9 @@ class FitLipModel(Operator):
         for seg in segments:
             tid = seg.get("speaker_track_id")
             if tid is not None and tid not in models:
-                frames = len(track_series(faces, tid)[0])
                 seg.update(speaker_track_id=None, lip_reason=(
-                    f"too little footage of the speaker to learn their mouth ({frames} frames "
-                    f"< {cfg.min_model_frames})"))
+                    f"too little footage of the speaker to learn their mouth (< {cfg.min_model_frames} frames "
+                    "of their lines and silence)"))
 
         lip_models_uri = None
         if models:

@@ -178,13 +178,14 @@ class TrackFaces(Operator):
 def _keep_crop(track: _Track, image: np.ndarray, lm: np.ndarray, frame_index: int) -> None:
     x0, y0, x1, y1 = geometry.mouth_box(lm)
     if track.crop_size is None:
-        # Fixed per track (twice the first mouth box), so all crops stack into one array.
-        track.crop_size = (2 * (y1 - y0), 2 * (x1 - x0))
+        # Fixed per track (the first mouth box, grown by half), so all crops stack into one array.
+        track.crop_size = (int(1.5 * (y1 - y0)) // 2 * 2, int(1.5 * (x1 - x0)) // 2 * 2)
     h, w = track.crop_size
-    cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
-    top, left = cy - h // 2, cx - w // 2
-    if top < 0 or left < 0 or top + h > image.shape[0] or left + w > image.shape[1]:
+    if h > image.shape[0] or w > image.shape[1]:
         return
+    # Centred on the mouth, moved inside the picture where the mouth is near an edge.
+    top = min(max((y0 + y1) // 2 - h // 2, 0), image.shape[0] - h)
+    left = min(max((x0 + x1) // 2 - w // 2, 0), image.shape[1] - w)
     track.crops.append(image[top:top + h, left:left + w].copy())
     track.crop_frames.append(frame_index)
     track.crop_origins.append((left, top))

@@ -91,7 +91,8 @@ def _decode(path):
 
 def test_every_row_ends_ok_with_a_lip_status(lips_run):
     _, results, _ = lips_run
-    assert {r["status"] for r in results.values()} == {OK}, {k: r["error"] for k, r in results.items()}
+    failed = {k: (r["error_stage"], r["error"]) for k, r in results.items() if r["status"] != OK}
+    assert not failed
     assert results["talking"]["lip_status"] == "rendered"
     assert results["noface"]["lip_status"] == "unchanged"
 
