@@ -1,11 +1,15 @@
 """Build the demo catalog from scratch: `python -m catalogs.demo.build [--out DIR] [--force]`.
 
 Four rows, every file synthesized here (Piper speech over a quiet background,
-a public-domain portrait with a slow zoom) so nothing binary lives in git:
+public-domain portraits) so nothing binary lives in git:
 
-- astronaut-greeting  no source subtitles (ASR runs); German subtitles given
-- cameraman-weather   English source subtitles (ASR skipped); German subtitles given
-- astronaut-recipe    source_lang "en", German subtitles (WebVTT) given
+- astronaut-greeting  a talking head (her mouth moves with the English speech);
+                      no source subtitles (ASR runs); German subtitles given
+- cameraman-weather   a still of a man in profile with a slow zoom: nobody on
+                      screen speaks, so the lips stage must leave it untouched;
+                      English source subtitles (ASR skipped); German subtitles given
+- astronaut-recipe    a talking head, mirrored and framed differently;
+                      source_lang "en", German subtitles (WebVTT) given
 - broken-upload       the first 4096 bytes of astronaut-greeting.mp4: must fail
 
 Spanish always comes from machine translation (Apertium en->es), so the
@@ -45,6 +49,7 @@ class Line:
 class Clip:
     video_id: str
     image: str                      # "astronaut", "astronaut-mirrored" or "camera"
+    face_height_px: int | None      # a talking head with this face size; None: a still with a zoom
     duration_s: float
     background: str | None
     lines: tuple[Line, ...]
@@ -64,17 +69,17 @@ class Clip:
 
 
 CLIPS = (
-    Clip("astronaut-greeting", "astronaut", 10.0, "hum", (
+    Clip("astronaut-greeting", "astronaut", 130, 10.0, "hum", (
         Line(0.8, "Hello, I am an astronaut.", "Hallo, ich bin Astronaut."),
         Line(4.0, "I see the earth from my window.", "Ich sehe die Erde von meinem Fenster aus."),
         Line(7.2, "The earth is very beautiful.", "Die Erde ist sehr schön."),
     ), translated_subtitles={"de": ".srt"}),
-    Clip("cameraman-weather", "camera", 10.0, "noise", (
+    Clip("cameraman-weather", "camera", None, 10.0, "noise", (
         Line(0.6, "Good morning, this is the weather report.", "Guten Morgen, hier ist der Wetterbericht."),
         Line(4.0, "The sun is warm and the sky is blue.", "Die Sonne ist warm und der Himmel ist blau."),
         Line(7.4, "Tomorrow it will rain in the city.", "Morgen wird es in der Stadt regnen."),
     ), source_lang="en", source_subtitles=".srt", translated_subtitles={"de": ".srt"}),
-    Clip("astronaut-recipe", "astronaut-mirrored", 9.0, "hum", (
+    Clip("astronaut-recipe", "astronaut-mirrored", 150, 9.0, "hum", (
         Line(0.7, "We make a cake today.", "Wir backen heute einen Kuchen."),
         Line(3.3, "Mix the eggs with the sugar.", "Verrühre die Eier mit dem Zucker."),
         Line(6.0, "The cake is ready in one hour.", "Der Kuchen ist in einer Stunde fertig."),
@@ -88,10 +93,11 @@ BROKEN_KEEP_BYTES = 4096
 def _image(name: str) -> np.ndarray:
     from catalogs.dummies import portrait
 
+    if name == "astronaut":
+        return np.ascontiguousarray(portrait("astronaut")[10:330, 60:420])      # head and shoulders
     if name == "astronaut-mirrored":
-        # Mirrored and cropped to head and shoulders: a different framing and a
-        # larger face than the greeting clip, so the two are not the same shot.
-        return np.ascontiguousarray(portrait("astronaut")[0:340, 40:465][:, ::-1])
+        # Mirrored and framed tighter: a different shot from the greeting clip.
+        return np.ascontiguousarray(portrait("astronaut")[30:280, 110:380][:, ::-1])
     return portrait(name)
 
 
@@ -106,7 +112,11 @@ def _build_clip(clip: Clip, out: Path, tmp: Path) -> None:
     # build never leaves a partial file that a later run would keep.
     staged: dict[str, Path] = {}
     staged["uri"] = tmp / files["uri"]
-    dummies.still_video(_image(clip.image), str(staged["uri"]), clip.duration_s, str(wav), fps=FPS, size=SIZE)
+    if clip.face_height_px:
+        face = dummies.FaceSpec(_image(clip.image), (SIZE[0] / 2, SIZE[1] / 2), clip.face_height_px)
+        dummies.talking_video(str(staged["uri"]), clip.duration_s, [face], str(wav), fps=FPS, size=SIZE)
+    else:
+        dummies.still_video(_image(clip.image), str(staged["uri"]), clip.duration_s, str(wav), fps=FPS, size=SIZE)
     if clip.source_subtitles:
         staged["source_subtitles_uri"] = tmp / files["source_subtitles_uri"]
         dummies.write_subtitles(cues, str(staged["source_subtitles_uri"]))
