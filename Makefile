@@ -23,6 +23,7 @@ test-gpu: install
 bench: install
 	$(PY) -m catalogs.demo.build
 	$(PY) bench/run.py --out bench-out
+	$(PY) bench/lipsync.py --out bench-lips
 
 clean:
-	rm -rf $(OUT) bench-out catalogs/demo/build
+	rm -rf $(OUT) bench-out bench-lips catalogs/demo/build
