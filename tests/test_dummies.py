@@ -255,3 +255,37 @@ def test_demo_build(tmp_path: Path):
     build.build(tmp_path, log=log.append)
     assert log and all(line.startswith("kept") for line in log)
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == mtimes
+
+
+def test_talking_video_mouth_follows_the_speech(tmp_path):
+    """The drawn opening is what a landmark model measures: closed in silence, open on speech."""
+    import av
+
+    from operators import face_geometry as geometry
+    from operators.backends import load_faces
+    from operators.config import FacesConfig
+
+    wav = str(tmp_path / "s.wav")
+    dummies.speech_track([(0.6, "Hello, I am an astronaut.")], 3.0, wav)
+    head = dummies.portrait("astronaut")[20:300, 90:400]
+    truth = dummies.talking_video(str(tmp_path / "t.mp4"), 3.0, [dummies.FaceSpec(head, (320, 180), 130)],
+                                  audio_wav=wav)
+    with av.open(str(tmp_path / "t.mp4")) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]
+    assert len(frames) == len(truth["times_s"]) == 75
+    faces = load_faces(FacesConfig())
+    measured = np.array([geometry.mouth_opening(faces.landmarks(f, faces.detect(f)[0])) for f in frames])
+    drawn = truth["opening"][0]
+    assert np.corrcoef(measured, drawn)[0, 1] > 0.8
+    assert measured[drawn == 0].mean() < 0.08 and measured[drawn > 0.3].mean() > 0.25
+
+
+def test_talking_video_variable_frame_rate_and_no_face(tmp_path):
+    import av
+
+    dummies.talking_video(str(tmp_path / "v.mp4"), 2.0, [], vfr=True)
+    with av.open(str(tmp_path / "v.mp4")) as c:
+        pts = [f.pts for f in c.decode(c.streams.video[0])]
+    assert len(set(np.diff(pts))) == 2                        # frames of one and of two periods
+    with pytest.raises(ValueError, match="no face found"):
+        dummies.talking_video(str(tmp_path / "x.mp4"), 1.0, [dummies.FaceSpec(dummies.portrait("camera"), (320, 180), 120)])

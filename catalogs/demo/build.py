@@ -34,6 +34,8 @@ import numpy as np
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "build"
 CATALOG_NAME = "catalog.jsonl"
+# Bumped when the clips change, so a build folder from an older builder is rebuilt, not kept.
+BUILD_VERSION = "2"   # 2: talking heads
 FPS = 25
 SIZE = (640, 360)
 
@@ -151,6 +153,9 @@ def build(out_dir: str | os.PathLike = DEFAULT_OUT, force: bool = False,
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    stamp = out / ".build-version"
+    if not stamp.is_file() or stamp.read_text().strip() != BUILD_VERSION:
+        force = True
     rebuilt: set[str] = set()
     with tempfile.TemporaryDirectory(dir=out, prefix=".building-") as tmp_name:
         tmp = Path(tmp_name)
@@ -176,6 +181,8 @@ def build(out_dir: str | os.PathLike = DEFAULT_OUT, force: bool = False,
         else:
             log(f"kept   {broken.name}")
 
+    if force:
+        stamp.write_text(BUILD_VERSION + "\n")
     catalog = out / CATALOG_NAME
     text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in _rows())
     if force or not catalog.is_file() or catalog.read_text(encoding="utf-8") != text:
