@@ -28,3 +28,14 @@ def test_demo_catalog(tmp_path, ray_local):
     for lang in ("es", "de"):
         cers = [r["cer"] for (v, l), r in rows.items() if l == lang and r["status"] == "ok"]
         assert sum(cers) / len(cers) < 0.5
+    # Lip sync: the talking heads are re-rendered in sync (the bar: offset within
+    # +-2 frames, confidence at least 80% of the source's own); the profile is left alone.
+    for lang in ("es", "de"):
+        for video in ("astronaut-greeting", "astronaut-recipe"):
+            r = rows[video, lang]
+            assert r["lip_status"] == "rendered" and r["frames_rerendered"] > 0
+            assert abs(r["sync_offset_frames"]) <= 2
+            assert r["sync_confidence"] >= 0.8 * r["source_sync_confidence"]
+        weather = rows["cameraman-weather", lang]
+        assert weather["lip_status"] == "unchanged" and weather["rendered_video_uri"] is None
+        assert "no face on screen" in weather["lip_reason"]
