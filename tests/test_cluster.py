@@ -16,6 +16,7 @@ import pytest
 
 from catalogs import dummies
 from operators import manifest
+from operators.config import STAGES
 
 pytestmark = pytest.mark.slow
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,7 +30,9 @@ def _free_port() -> int:
 
 @pytest.fixture
 def head(tmp_path):
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
+    # The job's `python` is the head's: as on a cluster image, the one that has raydub's dependencies.
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
+           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
     port, dash = _free_port(), _free_port()
     ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
     proc = subprocess.Popen([ray_bin, "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
@@ -67,9 +70,7 @@ def test_job_submission_dubs_a_catalog(head, tmp_path):
     catalog.write_text(json.dumps({"video_id": "a", "uri": str(tmp_path / "a.mp4"), "target_langs": ["es"]}) + "\n")
     config = tmp_path / "cpu.toml"
     config.write_text('[run]\nray_address = "auto"\n'
-                      + "".join(f"[resources.{s}]\nnum_cpus = 0.2\n" for s in
-                                ("probe", "shots", "transcribe", "translate", "synthesize",
-                                 "fit_duration", "mix", "mux", "score")))
+                      + "".join(f"[resources.{s}]\nnum_cpus = 0.2\n" for s in STAGES))
     out = tmp_path / "out"
     ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
     job = subprocess.run(
