@@ -114,7 +114,7 @@ def main() -> int:
         return 1
     frames = r["frame_count"]
     rendered = r["frames_rerendered"]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; figures are one process, one core's work")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; one process (PyAV decode and x264 may use a second thread)")
     print(f"video: {r['width']}x{r['height']}, {frames} frames, {r['duration_s']:.1f} s; "
           f"{len(r['face_tracks'])} face track(s), face {r['face_tracks'][0]['face_height_px']:.0f} px tall")
     print(f"face tracking: {wall['faces']:.1f} s = {frames / wall['faces']:.1f} fps "
