@@ -3,8 +3,9 @@
     .venv/bin/python bench/lipsync.py [--seconds 20] [--out bench-lips]
 
 Runs the operators in this process, one after another (no Ray), so each
-figure is one process's work (PyAV decode and x264 may add a thread): face tracking (decode + detect every Nth
-frame + landmarks every frame), the lip model, and the render stage
+figure is one process's work (PyAV decode and x264 may add a thread):
+face tracking (decode + detect every Nth frame + landmarks every frame),
+the lip model, and the render stage
 (decode + mouth re-render of speech frames + H.264 encode of every frame).
 Render fps is given two ways: all frames of the video per second of the
 render stage, and re-rendered frames per second of mouth rendering alone,
