@@ -150,6 +150,23 @@ class ScoreConfig(_Section):
                                         "side between mouth opening and speech envelope")
 
 
+class ReviewConfig(_Section):
+    """Thresholds that turn scores into `needs_review` and its reasons (see README, "The manifest")."""
+    max_wer: float = Field(0.5, ge=0.0, description="Back-transcription word error rate above which a dub is "
+                           "flagged (the offline judge, Whisper base on espeak-ng speech, is harsh: keep it loose)")
+    max_cer: float = Field(0.35, ge=0.0, description="Back-transcription character error rate above which a dub is flagged")
+    max_sync_offset_frames: int = Field(2, ge=0, description="Largest lip-sync offset (frames) accepted")
+    min_sync_confidence_ratio: float = Field(0.8, ge=0.0, le=2.0, description="Lip-sync confidence of the dub, as "
+                                             "a share of the source's own, below which a dub is flagged")
+    max_loudness_diff_lu: float = Field(2.0, ge=0.0, description="Largest dialogue loudness difference (LU) to the source")
+    max_true_peak_dbfs: float = Field(-0.5, description="Highest true peak of the dub track (dBFS)")
+    max_cut_s: float = Field(0.3, ge=0.0, description="Dubbed speech cut off because it did not fit, in total (s)")
+    max_share_sped_up_to_cap: float = Field(0.5, ge=0.0, le=1.0, description="Share of lines sped up to the cap "
+                                            "(fit.max_speedup) above which the dub is flagged as rushed")
+    min_face_coverage_unrendered: float = Field(0.5, ge=0.0, le=1.0, description="A face was on screen for this "
+                                                "share of the speech but no lips were re-rendered: flagged")
+
+
 class ResourcesOverride(_Section):
     """Fields left unset keep the operator's own default."""
     num_cpus: float | None = Field(None, ge=0)
@@ -177,6 +194,7 @@ class Config(_Section):
     lips: LipsConfig = LipsConfig()
     output: OutputConfig = OutputConfig()
     score: ScoreConfig = ScoreConfig()
+    review: ReviewConfig = ReviewConfig()
     resources: dict[str, ResourcesOverride] = Field(
         default_factory=dict, description=f"Per-stage resource overrides; stages: {', '.join(STAGES)}")
 

@@ -166,6 +166,9 @@ RESULT_FIELDS = [
     pa.field("share_rerendered", pa.float64()),
     pa.field("sync_offset_frames", pa.int32()),
     pa.field("sync_confidence", pa.float64()),
+    # review (operators/review.py): filled for every row, ok, failed or skipped
+    pa.field("needs_review", pa.bool_()),
+    pa.field("review_reasons", pa.list_(pa.string())),
 ]
 
 RESULT = pa.schema(CATALOG_FIELDS + STATUS_FIELDS + ANALYSIS_FIELDS + RESULT_FIELDS)

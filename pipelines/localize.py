@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from operators import manifest
+from operators import manifest, review
 from operators import uri as uris
 from operators.base import Operator
 from operators.catalog import load_catalog
@@ -160,6 +160,7 @@ def run(catalog_uri: str, out_dir: str, langs: list[str] | None = None, config: 
             for batch in ds.iter_batches(batch_size=1, batch_format="pyarrow", prefetch_batches=0):
                 for row in batch.to_pylist():
                     row["status"] = row["status"] or OK
+                    row = review.apply(row, config)
                     manifest.write_marker(work_dir, row)
                     results.append(row)
                     if on_result:
@@ -167,10 +168,12 @@ def run(catalog_uri: str, out_dir: str, langs: list[str] | None = None, config: 
         finally:
             if started_ray:
                 ray.shutdown()
-        results = _exactly_once(todo, results, work_dir)
+        results = _exactly_once(todo, results, work_dir, config)
 
     done = {(r["video_id"], r["lang"]) for r in results + kept}
     others = [r for key, r in previous.items() if key not in done]
+    # Kept results are assessed again: thresholds may have changed since they were made.
+    kept = [review.apply(r, config) for r in kept]
     manifest.write_manifest(out_dir, kept + results + others)
     summary = Summary(out_dir=out_dir, manifest_uri=uris.join(out_dir, "manifest"),
                       results=kept + results, resumed=len(kept), wall_s=time.perf_counter() - started)
@@ -179,7 +182,7 @@ def run(catalog_uri: str, out_dir: str, langs: list[str] | None = None, config: 
     return summary
 
 
-def _exactly_once(todo: list[dict], results: list[dict], work_dir: str) -> list[dict]:
+def _exactly_once(todo: list[dict], results: list[dict], work_dir: str, config: Config) -> list[dict]:
     """Every pair sent in comes out once: a pair the pipeline did not return becomes a failed row.
 
     Operators never drop rows, so this catches only infrastructure trouble,
@@ -193,6 +196,7 @@ def _exactly_once(todo: list[dict], results: list[dict], work_dir: str) -> list[
                 lost = {**row, "lang": lang, "result_id": result_id(row["video_id"], lang),
                         "manifest_version": MANIFEST_VERSION, "status": FAILED, "error_stage": "pipeline",
                         "error": "the result did not come back from the pipeline (lost worker?); re-run to retry"}
+                lost = review.apply(lost, config)
                 manifest.write_marker(work_dir, lost)
                 by_pair[row["video_id"], lang] = lost
     return list(by_pair.values())

@@ -44,10 +44,13 @@ def test_markers_are_read_back_and_only_complete_results_count_as_done(tmp_path)
 
 
 def test_a_pair_the_pipeline_did_not_return_becomes_a_failed_row(tmp_path):
+    from operators.config import Config
     from pipelines.localize import _exactly_once
 
     todo = [{"video_id": "a", "uri": "/m/a.mp4", "target_langs": ["es", "de"]}]
-    back = _exactly_once(todo, [_row("a", "es"), _row("a", "es")], str(tmp_path))
+    back = _exactly_once(todo, [_row("a", "es"), _row("a", "es")], str(tmp_path), Config())
     assert sorted((r["lang"], r["status"], r.get("error_stage")) for r in back) == [
         ("de", "failed", "pipeline"), ("es", "ok", None)]
+    lost = next(r for r in back if r["lang"] == "de")
+    assert lost["needs_review"] and lost["review_reasons"][0].startswith("failed at pipeline")
     assert manifest.previous_results(str(tmp_path / "out"), str(tmp_path))["a", "de"]["status"] == "failed"

@@ -1,0 +1,58 @@
+"""Which results a reviewer should look at, and why: scores against the thresholds in `review`.
+
+A pure function of a manifest row, applied by the driver to every row it
+writes (ok, failed or skipped, resumed ones too), so a change of thresholds
+takes effect on the next run without redoing any dub.
+"""
+from __future__ import annotations
+
+from operators.config import Config
+from operators.schema import FAILED, OK, SKIPPED
+
+
+def assess(row: dict, config: Config) -> list[str]:
+    """The reasons this result needs review; empty when it does not."""
+    cfg = config.review
+    status = row.get("status")
+    if status == FAILED:
+        return [f"failed at {row.get('error_stage')}: {row.get('error')}"]
+    if status == SKIPPED:
+        return [f"skipped at {row.get('error_stage')}: {row.get('error')}"]
+    if status != OK:
+        return []
+    reasons = []
+
+    def above(column: str, limit: float, what: str, unit: str = "") -> None:
+        value = row.get(column)
+        if value is not None and value > limit:
+            reasons.append(f"{what} {value:.2f}{unit} > {limit}{unit}")
+
+    above("wer", cfg.max_wer, "intelligibility: WER")
+    above("cer", cfg.max_cer, "intelligibility: CER")
+    above("true_peak_dbfs", cfg.max_true_peak_dbfs, "loudness: true peak", " dBFS")
+    above("cut_s_total", cfg.max_cut_s, "timing: speech cut off", " s")
+    diff = row.get("loudness_diff_lu")
+    if diff is not None and abs(diff) > cfg.max_loudness_diff_lu:
+        reasons.append(f"loudness: dialogue {diff:+.1f} LU from the source (> {cfg.max_loudness_diff_lu} LU)")
+    segments = [s for s in row.get("segments") or [] if s.get("speech_rate") is not None]
+    if segments:
+        at_cap = sum(s["speech_rate"] >= config.fit.max_speedup - 1e-6 for s in segments) / len(segments)
+        if at_cap > cfg.max_share_sped_up_to_cap:
+            reasons.append(f"timing: {at_cap:.0%} of lines sped up to the cap ({config.fit.max_speedup}x)")
+    if row.get("lip_status") == "rendered":
+        offset = row.get("sync_offset_frames")
+        if offset is not None and abs(offset) > cfg.max_sync_offset_frames:
+            reasons.append(f"lip sync: offset {offset:+d} frames (> {cfg.max_sync_offset_frames})")
+        dub, source = row.get("sync_confidence"), row.get("source_sync_confidence")
+        if dub is not None and source and dub < cfg.min_sync_confidence_ratio * source:
+            reasons.append(f"lip sync: confidence {dub:.2f} is {dub / source:.0%} of the source's {source:.2f} "
+                           f"(< {cfg.min_sync_confidence_ratio:.0%})")
+    elif (row.get("face_coverage") or 0) >= cfg.min_face_coverage_unrendered and row.get("lip_reason"):
+        reasons.append(f"lip sync: a face is on screen for {row['face_coverage']:.0%} of the speech but no lips "
+                       f"were re-rendered ({row['lip_reason']})")
+    return reasons
+
+
+def apply(row: dict, config: Config) -> dict:
+    reasons = assess(row, config)
+    return {**row, "needs_review": bool(reasons), "review_reasons": reasons}

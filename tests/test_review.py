@@ -1,0 +1,54 @@
+"""needs_review and its reasons, on constructed rows where the right answer is known."""
+import pytest
+
+from operators import review
+from operators.config import Config
+
+CFG = Config()
+
+
+def good(**changes):
+    row = {"status": "ok", "wer": 0.2, "cer": 0.1, "true_peak_dbfs": -1.2, "cut_s_total": 0.0,
+           "loudness_diff_lu": 0.0, "lip_status": "rendered", "sync_offset_frames": 0,
+           "sync_confidence": 0.85, "source_sync_confidence": 0.9, "face_coverage": 1.0,
+           "segments": [{"speech_rate": 1.0}, {"speech_rate": 1.3}]}
+    row.update(changes)
+    return row
+
+
+def test_a_good_dub_needs_no_review():
+    out = review.apply(good(), CFG)
+    assert out["needs_review"] is False and out["review_reasons"] == []
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"wer": 1.0}, "intelligibility: WER 1.00 > 0.5"),
+    ({"cer": 0.5}, "intelligibility: CER 0.50 > 0.35"),
+    ({"true_peak_dbfs": 0.2}, "loudness: true peak 0.20 dBFS > -0.5 dBFS"),
+    ({"cut_s_total": 1.25}, "timing: speech cut off 1.25 s > 0.3 s"),
+    ({"loudness_diff_lu": -3.0}, "loudness: dialogue -3.0 LU from the source (> 2.0 LU)"),
+    ({"segments": [{"speech_rate": 1.3}, {"speech_rate": 1.3}]}, "timing: 100% of lines sped up to the cap (1.3x)"),
+    ({"sync_offset_frames": 3}, "lip sync: offset +3 frames (> 2)"),
+    ({"sync_confidence": 0.45}, "lip sync: confidence 0.45 is 50% of the source's 0.90 (< 80%)"),
+    ({"lip_status": "unchanged", "lip_reason": "1 line: face too small to re-render"},
+     "lip sync: a face is on screen for 100% of the speech but no lips were re-rendered "
+     "(1 line: face too small to re-render)"),
+])
+def test_each_threshold_gives_its_reason(changes, expected):
+    out = review.apply(good(**changes), CFG)
+    assert out["needs_review"] is True
+    assert out["review_reasons"] == [expected]
+
+
+def test_failed_and_skipped_rows_need_review_with_their_error():
+    failed = review.apply({"status": "failed", "error_stage": "probe", "error": "MediaError: no audio"}, CFG)
+    assert failed["review_reasons"] == ["failed at probe: MediaError: no audio"]
+    skipped = review.apply({"status": "skipped", "error_stage": "transcribe", "error": "no speech"}, CFG)
+    assert skipped["needs_review"] and skipped["review_reasons"][0].startswith("skipped at transcribe")
+
+
+def test_thresholds_come_from_config():
+    loose = Config.from_dict({"review": {"max_wer": 2.0}})
+    assert review.apply(good(wer=1.0), loose)["needs_review"] is False
+    no_face = good(lip_status="unchanged", lip_reason="3 lines: no face on screen", face_coverage=0.0)
+    assert review.apply(no_face, CFG)["needs_review"] is False
