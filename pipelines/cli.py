@@ -28,6 +28,13 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a catalog without running anything")
     v.add_argument("--catalog", required=True)
     v.add_argument("--langs")
+
+    q = sub.add_parser("report", help="quality report of OUT: summary and what needs review; an HTML file")
+    q.add_argument("out", help="the output folder of a run, local or s3://")
+    q.add_argument("--html", help="where to write the HTML report (default: OUT/report.html, or ./report.html "
+                                  "for a remote OUT)")
+    q.add_argument("--needs-review", action="store_true", help="only list the results that need review, "
+                                                               "with reasons (no HTML)")
     return p
 
 
@@ -46,10 +53,28 @@ def main(argv: list[str] | None = None) -> int:
             pairs = sum(len(x) for x in table.column("target_langs").to_pylist())
             print(f"{args.catalog}: ok, {table.num_rows} videos, {pairs} (video, language) pairs")
             return 0
+        if args.command == "report":
+            return _report(args)
         return _run(args)
     except (CatalogError, ConfigError, MissingDependency) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def _report(args) -> int:
+    from operators import uri as uris
+    from pipelines.report import print_report, write_html
+
+    try:
+        print_report(args.out, needs_review_only=args.needs_review)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not args.needs_review:
+        path = args.html or (uris.join(args.out, "report.html") if uris.is_local(args.out) else "report.html")
+        write_html(args.out, path)
+        print(f"report: {path}")
+    return 0
 
 
 def _run(args) -> int:
