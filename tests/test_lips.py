@@ -166,7 +166,10 @@ def test_face_leaving_the_frame_mid_line(lips_run):
     first, second = results["leaving"]["segments"]
     assert first["lip_reason"] is None and first["lip_frames_rendered"] > 0
     assert second["speaker_track_id"] is None
-    assert "left the frame" in second["lip_reason"] or "no face" in second["lip_reason"]
+    # The track ends where the face leaves; a fast slide can also read as a cut to the shot
+    # detector (its score depends on the speech-driven mouth), which ends the track at "shot end".
+    reason = second["lip_reason"]
+    assert "tracked for only" in reason or "no face" in reason, reason
 
 
 def test_two_faces_each_line_goes_to_its_speaker_and_offscreen_lines_to_nobody(lips_run):
