@@ -40,6 +40,12 @@ def track_series(faces: dict[str, np.ndarray], track_id: int) -> tuple[np.ndarra
     return faces["sample_frame"][mask], faces["landmarks"][mask].astype(np.float64)
 
 
+def landmarks_by_frame(faces: dict[str, np.ndarray], track_id: int) -> dict[int, np.ndarray]:
+    """Frame index -> landmarks (68, 2) of one track."""
+    track_frames, landmarks = track_series(faces, track_id)
+    return dict(zip(track_frames.tolist(), landmarks))
+
+
 def opening_by_frame(faces: dict[str, np.ndarray], track_id: int) -> np.ndarray:
     """Mouth opening of a track at every frame of the video; NaN where it is not tracked."""
     out = np.full(len(faces["frame_times_s"]), np.nan)
@@ -79,8 +85,7 @@ class FitLipModel(Operator):
         with uris.local_copy(row["asr_audio_uri"]) as path:
             speech, sr = audio.read_wav(path)
         speech = speech.mean(axis=1) if speech.ndim == 2 else speech
-        window_s = float(np.median(np.diff(times))) if len(times) > 1 else 1 / row["fps"]
-        envelope = lipsync.speech_envelope_db(speech, times, window_s, sr)
+        envelope = lipsync.speech_envelope_db(speech, times, lipsync.frame_window_s(times, row["fps"]), sr)
         tracks = {t["track_id"]: t for t in row["face_tracks"] or []}
         openings = {tid: opening_by_frame(faces, tid) for tid in tracks}
 

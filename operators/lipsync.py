@@ -44,6 +44,11 @@ def within(times_s: np.ndarray, spans_s: list[tuple[float, float]]) -> np.ndarra
     return out
 
 
+def frame_window_s(times_s: np.ndarray, fps: float) -> float:
+    """One frame's duration: the envelope of a frame is measured over this window."""
+    return float(np.median(np.diff(times_s))) if len(times_s) > 1 else 1.0 / fps
+
+
 def speech_gate(envelope_db: np.ndarray) -> np.ndarray:
     """True where the envelope is speech: within SILENCE_BELOW_PEAK_DB of its 95th percentile."""
     if envelope_db.size == 0:

@@ -91,11 +91,14 @@ class Frame:
     index: int
     time_s: float          # presentation time from the stream start (frames of a VFR source are uneven)
     pts: int | None
-    image: "np.ndarray"    # rgb24 (H, W, 3), or yuv420p planes (H * 3 / 2, W)
+    image: "np.ndarray | None"    # rgb24 (H, W, 3), or yuv420p planes (H * 3 / 2, W); None: not asked for
 
 
-def frames(path: str, pixel_format: str = "rgb24"):
+def frames(path: str, pixel_format: str = "rgb24", only: set[int] | None = None):
     """Decode every frame of the first video stream, in order, as `Frame`s.
+
+    With `only`, frames whose index is not in it come with `image=None`
+    (decoded, since H.264 frames depend on each other, but not converted).
 
     Times are relative to the first frame, so they line up with the audio
     that `ProbeMedia` extracted (which also starts at 0).
@@ -109,4 +112,5 @@ def frames(path: str, pixel_format: str = "rgb24"):
         for i, f in enumerate(container.decode(stream)):
             t = float(f.time) if f.time is not None else i / float(stream.average_rate or 25)
             first = t if first is None else first
-            yield Frame(i, t - first, f.pts, f.to_ndarray(format=pixel_format))
+            image = f.to_ndarray(format=pixel_format) if only is None or i in only else None
+            yield Frame(i, t - first, f.pts, image)

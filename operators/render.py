@@ -31,7 +31,7 @@ from operators import lipsync
 from operators import uri as uris
 from operators.backends import load_renderer
 from operators.base import MissingDependency, Operator, Resources, add_model
-from operators.lip_model import track_series
+from operators.lip_model import landmarks_by_frame, track_series
 from operators.media import frames
 from operators.schema import RESULT
 from operators.track_faces import load_faces_file
@@ -51,8 +51,12 @@ def load_lip_models(lip_models_uri: str) -> dict[int, lipsync.LipModel]:
         return {int(t): lipsync.LipModel.from_arrays(data, f"t{int(t)}_") for t in data["track_ids"]}
 
 
-def dub_speech_16k(segments: list[dict], n_samples: int) -> np.ndarray:
-    """The dub's speech alone (no background), mono 16 kHz, as placed in the video's time."""
+def dub_speech_16k(segments: list[dict], duration_s: float) -> np.ndarray:
+    """The dub's speech alone (no background), mono 16 kHz, as placed in the video's time.
+
+    A second longer than the video, so a window around its last frame is whole.
+    """
+    n_samples = int(round((duration_s + 1.0) * lipsync.SAMPLE_RATE_HZ))
     placed = []
     for s in segments:
         if s.get("fit_uri"):
@@ -192,11 +196,9 @@ class RenderLips(Operator):
         faces = load_faces_file(row["faces_uri"])
         times = faces["frame_times_s"]
         models = load_lip_models(row["lip_models_uri"])
-        n_samples = int(round((times[-1] + 1.0) * lipsync.SAMPLE_RATE_HZ))
-        speech = dub_speech_16k(segments, max(n_samples, int(row["duration_s"] * lipsync.SAMPLE_RATE_HZ) + 1))
+        speech = dub_speech_16k(segments, max(row["duration_s"], float(times[-1])))
         features = lipsync.AudioFeatures(speech, cfg.context_s)
-        window_s = float(np.median(np.diff(times))) if len(times) > 1 else 1 / row["fps"]
-        envelope = lipsync.speech_envelope_db(speech, times, window_s)
+        envelope = lipsync.speech_envelope_db(speech, times, lipsync.frame_window_s(times, row["fps"]))
 
         spans = plan_spans(segments, times, faces, 2 * cfg.ramp_frames + cfg.overlap_frames)
         targets: dict[int, tuple[int, np.ndarray]] = {}
@@ -207,8 +209,7 @@ class RenderLips(Operator):
             dub_x = features.at(times[span_frames])
             dub_spans = [(s["placed_start_s"], s["placed_end_s"]) for s in segments if s.get("fit_uri")]
             x = lipsync.normalise_per_track(dub_x, lipsync.within(times[span_frames], dub_spans))
-            track_frames, landmarks = track_series(faces, tid)
-            lm_by_frame = dict(zip(track_frames.tolist(), landmarks))
+            lm_by_frame = landmarks_by_frame(faces, tid)
             offset = 0
             for sp in track_spans:
                 n = len(sp.frames)
@@ -223,7 +224,7 @@ class RenderLips(Operator):
         rendered_video_uri = uris.join(self.work_dir, row["video_id"], "render", f"{row['lang']}.mp4")
         with uris.local_copy(row["uri"]) as src, uris.staged_output(rendered_video_uri) as out:
             written = self._encode(src, out, targets, faces, renderers, speech)
-        if written != row["frame_count"] and written != len(times):
+        if written != len(times):           # the frames face tracking saw, one for one
             raise RuntimeError(f"re-rendered video has {written} frames, the source {len(times)}")
         add_model(row, self.name, next(iter(renderers.values())).model_info())
 
@@ -242,8 +243,7 @@ class RenderLips(Operator):
         crops = faces.get(f"crops_{tid}")
         if crops is None or not len(crops):
             raise RuntimeError(f"no mouth crops kept for face track {tid}")
-        track_frames, landmarks = track_series(faces, tid)
-        lm_by_frame = dict(zip(track_frames.tolist(), landmarks))
+        lm_by_frame = landmarks_by_frame(faces, tid)
         origins = faces[f"crop_origin_{tid}"]
         crop_landmarks = np.array([lm_by_frame[int(f)] - o for f, o in zip(faces[f"crop_frame_{tid}"], origins)])
         renderer.prepare(list(crops), crop_landmarks)
@@ -255,10 +255,7 @@ class RenderLips(Operator):
         import cv2
 
         out_cfg = self.config.output
-        lm_rows = {}
-        for tid in renderers:
-            track_frames, landmarks = track_series(faces, tid)
-            lm_rows[tid] = dict(zip(track_frames.tolist(), landmarks))
+        lm_rows = {tid: landmarks_by_frame(faces, tid) for tid in renderers}
         half = int(RENDERER_AUDIO_WINDOW_S / 2 * lipsync.SAMPLE_RATE_HZ)
         times = faces["frame_times_s"]
         with av.open(src) as source:

@@ -20,7 +20,7 @@ from operators import uri as uris
 from operators.backends import load_faces
 from operators.backends.protocols import FaceBox
 from operators.base import Operator, Resources
-from operators.lip_model import frames_in, segment_sync, track_series
+from operators.lip_model import frames_in, landmarks_by_frame, segment_sync, track_series
 from operators.media import frames
 from operators.render import dub_speech_16k
 from operators.schema import RESULT
@@ -52,9 +52,8 @@ class ScoreSync(Operator):
         max_offset = self.config.score.sync_max_offset_frames
         faces = load_faces_file(row["faces_uri"])
         times = faces["frame_times_s"]
-        speech = dub_speech_16k(segments, int(round((times[-1] + 1.0) * lipsync.SAMPLE_RATE_HZ)))
-        window_s = float(np.median(np.diff(times))) if len(times) > 1 else 1 / row["fps"]
-        envelope = lipsync.speech_envelope_db(speech, times, window_s)
+        speech = dub_speech_16k(segments, max(row["duration_s"], float(times[-1])))
+        envelope = lipsync.speech_envelope_db(speech, times, lipsync.frame_window_s(times, row["fps"]))
 
         # Which frames to measure, on which track: each line's dub time and source time, widened by the search.
         wanted: dict[int, int] = {}
@@ -62,18 +61,17 @@ class ScoreSync(Operator):
             tid = s["speaker_track_id"]
             track_frames = set(track_series(faces, tid)[0].tolist())
             lo = frames_in(times, min(s["start_s"], s["placed_start_s"]), max(s["end_s"], s["placed_end_s"]))
+            if not len(lo):
+                continue
             for f in range(max(0, lo[0] - max_offset), min(len(times), lo[-1] + max_offset + 1)):
                 if f in track_frames:
                     wanted[f] = tid
-        source_lm = {}
-        for tid in set(wanted.values()):
-            track_frames, landmarks = track_series(faces, tid)
-            source_lm[tid] = dict(zip(track_frames.tolist(), landmarks))
+        source_lm = {tid: landmarks_by_frame(faces, tid) for tid in set(wanted.values())}
         measured: dict[int, dict[int, np.ndarray]] = {tid: {} for tid in source_lm}
         with uris.local_copy(row["video_out_uri"]) as path:
-            for frame in frames(path):
+            for frame in frames(path, only=set(wanted)):
                 tid = wanted.get(frame.index)
-                if tid is not None:
+                if frame.image is not None:
                     box = box_around(source_lm[tid][frame.index])
                     measured[tid][frame.index] = self.backend.landmarks(frame.image, box)
 

@@ -213,7 +213,7 @@ def _save(faces_uri: str, times_s: np.ndarray, tracks: list[_Track], smooth_fram
 
 
 def _summary(t: _Track, times_s: np.ndarray) -> dict:
-    heights = [float(np.ptp(lm[:, 1]) * 1.0) for lm in t.landmarks]
+    heights = [float(np.ptp(lm[:, 1])) for lm in t.landmarks]
     return {"track_id": t.track_id, "shot_index": t.shot_index,
             "start_frame": t.frames[0], "end_frame": t.frames[-1] + 1,
             "start_s": float(times_s[t.frames[0]]), "end_s": float(times_s[t.frames[-1]]),
