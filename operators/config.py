@@ -148,6 +148,10 @@ class ScoreConfig(_Section):
     back_transcribe: bool = Field(True, description="Transcribe the dub back and compute WER/CER against the target text")
     sync_max_offset_frames: int = Field(15, ge=1, le=60, description="Lip-sync score: offsets searched on each "
                                         "side between mouth opening and speech envelope")
+    speaker_similarity: bool = Field(True, description="Compare each dubbed line's voice with the source speaker's "
+                                     "(cosine of voice embeddings)")
+    speaker_encoder: str = Field("resemblyzer", description="Voice embedding model: 'resemblyzer' (ships its "
+                                 "encoder), or 'module:Class'")
 
 
 class ReviewConfig(_Section):
@@ -163,6 +167,13 @@ class ReviewConfig(_Section):
     max_cut_s: float = Field(0.3, ge=0.0, description="Dubbed speech cut off because it did not fit, in total (s)")
     max_share_sped_up_to_cap: float = Field(0.5, ge=0.0, le=1.0, description="Share of lines sped up to the cap "
                                             "(fit.max_speedup) above which the dub is flagged as rushed")
+    min_speaker_similarity: float = Field(0.75, ge=-1.0, le=1.0, description="Voice similarity of the dub to the "
+                                          "source speaker (Resemblyzer cosine: the same voice scores about 0.9, "
+                                          "another voice 0.4-0.7) below which a dub is flagged. A TTS that does "
+                                          "not clone voices (Piper, espeak-ng) falls below it by design")
+    max_mouth_change_ratio: float = Field(2.0, ge=0.0, description="Frame-to-frame lip movement of the re-rendered "
+                                          "mouth over the source's in the same frames, above which the render is "
+                                          "flagged as unsteady")
     min_face_coverage_unrendered: float = Field(0.5, ge=0.0, le=1.0, description="A face was on screen for this "
                                                 "share of the speech but no lips were re-rendered: flagged")
 

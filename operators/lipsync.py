@@ -208,3 +208,21 @@ def sync_score(curves: list[np.ndarray], weights: list[float]) -> tuple[int | No
     max_offset = (len(mean) - 1) // 2
     best = int(np.argmax(mean))
     return best - max_offset, float(mean[best])
+
+
+def mouth_change(landmarks: dict[int, np.ndarray], frame_idx: np.ndarray) -> float | None:
+    """Mean frame-to-frame movement of the 20 lip points, in face units, over consecutive frames of `frame_idx`.
+
+    Lips are taken in the face frame, so head motion does not count. A
+    renderer that flickers (shapes or fills that jump between frames) moves
+    the measured lips more than the source's own mouth does; the manifest's
+    `mouth_change_ratio` is this value on the output over this value on the
+    source, in the same frames. None with fewer than 2 consecutive pairs.
+    """
+    wanted = set(int(i) for i in frame_idx)
+    pairs = [i for i in sorted(wanted) if i + 1 in wanted and i in landmarks and i + 1 in landmarks]
+    if len(pairs) < 2:
+        return None
+    before = np.array([geometry.lips_in_face_frame(landmarks[i]) for i in pairs])
+    after = np.array([geometry.lips_in_face_frame(landmarks[i + 1]) for i in pairs])
+    return float(np.linalg.norm(after - before, axis=-1).mean())

@@ -40,8 +40,9 @@ def read_markers(work_dir: str) -> list[dict]:
     rows = []
     for path in sorted(fs.glob(f"{root}/*/*.parquet")):
         with fs.open(path, "rb") as f:
-            rows.extend(pq.read_table(f).cast(RESULT).to_pylist())
-    return rows
+            rows.extend(pq.read_table(f).to_pylist())
+    # An older manifest version's columns are conformed (new ones null); is_done then redoes those rows.
+    return conform(rows, RESULT).to_pylist()
 
 
 def read_manifest(out_dir: str) -> list[dict]:

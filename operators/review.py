@@ -34,11 +34,12 @@ def assess(row: dict, config: Config) -> list[str]:
     diff = row.get("loudness_diff_lu")
     if diff is not None and abs(diff) > cfg.max_loudness_diff_lu:
         reasons.append(f"loudness: dialogue {diff:+.1f} LU from the source (> {cfg.max_loudness_diff_lu} LU)")
-    segments = [s for s in row.get("segments") or [] if s.get("speech_rate") is not None]
-    if segments:
-        at_cap = sum(s["speech_rate"] >= config.fit.max_speedup - 1e-6 for s in segments) / len(segments)
-        if at_cap > cfg.max_share_sped_up_to_cap:
-            reasons.append(f"timing: {at_cap:.0%} of lines sped up to the cap ({config.fit.max_speedup}x)")
+    at_cap = row.get("share_at_speed_cap")
+    if at_cap is not None and at_cap > cfg.max_share_sped_up_to_cap:
+        reasons.append(f"timing: {at_cap:.0%} of lines sped up to the cap ({config.fit.max_speedup}x)")
+    similarity = row.get("speaker_similarity")
+    if similarity is not None and similarity < cfg.min_speaker_similarity:
+        reasons.append(f"voice: similarity to the source speaker {similarity:.2f} < {cfg.min_speaker_similarity}")
     if row.get("lip_status") == "rendered":
         offset = row.get("sync_offset_frames")
         if offset is not None and abs(offset) > cfg.max_sync_offset_frames:
@@ -47,6 +48,10 @@ def assess(row: dict, config: Config) -> list[str]:
         if dub is not None and source and dub < cfg.min_sync_confidence_ratio * source:
             reasons.append(f"lip sync: confidence {dub:.2f} is {dub / source:.0%} of the source's {source:.2f} "
                            f"(< {cfg.min_sync_confidence_ratio:.0%})")
+        change = row.get("mouth_change_ratio")
+        if change is not None and change > cfg.max_mouth_change_ratio:
+            reasons.append(f"lip sync: unsteady mouth, it moves {change:.1f}x as much frame to frame as the "
+                           f"source's (> {cfg.max_mouth_change_ratio}x)")
     elif (row.get("face_coverage") or 0) >= cfg.min_face_coverage_unrendered and row.get("lip_reason"):
         reasons.append(f"lip sync: a face is on screen for {row['face_coverage']:.0%} of the speech but no lips "
                        f"were re-rendered ({row['lip_reason']})")

@@ -12,7 +12,9 @@ import uuid
 
 import pyarrow as pa
 
-MANIFEST_VERSION = "2"   # 2: lip sync (faces, lip model, render, sync scores)
+# 2: lip sync (faces, lip model, render, sync scores)
+# 3: quality report (speaker similarity, mouth change, per-line loudness, share at the speed cap)
+MANIFEST_VERSION = "3"
 
 # Row status. A row without a status is still in flight; the driver marks it
 # ok when it leaves the last operator.
@@ -68,6 +70,10 @@ SEGMENT = pa.struct([
     ("back_text", pa.string()),                   # the dub transcribed back
     ("wer", pa.float64()),
     ("cer", pa.float64()),
+    ("speaker_similarity", pa.float64()),         # the dub's voice vs the source's in this line (cosine)
+    ("source_lufs", pa.float64()),                # this line in the source (dialogue and background)
+    ("dub_lufs", pa.float64()),                   # this line's dub speech as mixed
+    ("loudness_diff_lu", pa.float64()),
     # lip sync (see README, "Lip sync")
     ("speaker_track_id", pa.int32()),             # the visible face speaking this line; null: none
     ("lip_reason", pa.string()),                  # why the lips of this line are not re-rendered
@@ -76,6 +82,7 @@ SEGMENT = pa.struct([
     ("source_sync_confidence", pa.float64()),
     ("sync_offset_frames", pa.int32()),           # the dubbed video's mouth vs the dub speech
     ("sync_confidence", pa.float64()),
+    ("mouth_change_ratio", pa.float64()),         # frame-to-frame lip change, rendered / source
 ])
 
 # One face followed through one shot. Landmarks per frame live in the file at `faces_uri`.
@@ -153,11 +160,14 @@ RESULT_FIELDS = [
     pa.field("speech_rate_mean", pa.float64()),
     pa.field("speech_rate_max", pa.float64()),
     pa.field("share_sped_up", pa.float64()),
+    pa.field("share_at_speed_cap", pa.float64()),  # lines that needed the largest speed-up or more
     pa.field("overflow_s_total", pa.float64()),
     pa.field("cut_s_total", pa.float64()),
     # intelligibility
     pa.field("wer", pa.float64()),
     pa.field("cer", pa.float64()),
+    # voice
+    pa.field("speaker_similarity", pa.float64()),
     # lip sync
     pa.field("rendered_video_uri", pa.string()),   # re-rendered picture (video only); null: source kept
     pa.field("lip_status", pa.string()),           # "rendered" or "unchanged"
@@ -166,6 +176,7 @@ RESULT_FIELDS = [
     pa.field("share_rerendered", pa.float64()),
     pa.field("sync_offset_frames", pa.int32()),
     pa.field("sync_confidence", pa.float64()),
+    pa.field("mouth_change_ratio", pa.float64()),
     # review (operators/review.py): filled for every row, ok, failed or skipped
     pa.field("needs_review", pa.bool_()),
     pa.field("review_reasons", pa.list_(pa.string())),

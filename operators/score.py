@@ -1,10 +1,18 @@
-"""First quality scores per (video, language): duration fit and back-transcription WER/CER."""
+"""Audio quality scores per (video, language) and per line: duration fit, intelligibility, voice.
+
+Intelligibility is the dub transcribed back (ASR) and compared with the
+target text (WER/CER). Voice is the cosine similarity of a voice embedding
+of each dubbed line to one of the same line in the source (the speaker who
+said it); the result's value is the mean over lines, weighted by length.
+"""
 from __future__ import annotations
 
 import jiwer
+import numpy as np
 
+from operators import audio
 from operators import uri as uris
-from operators.backends import load_asr
+from operators.backends import load_asr, load_speaker_encoder
 from operators.base import Operator, Resources, add_model
 from operators.schema import RESULT
 
@@ -32,17 +40,35 @@ def error_rates(references: list[str], hypotheses: list[str]) -> tuple[float, fl
     return float(wer), float(cer)
 
 
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def weighted_mean(values: list[float | None], weights: list[float]) -> float | None:
+    pairs = [(v, w) for v, w in zip(values, weights) if v is not None and w > 0]
+    if not pairs:
+        return None
+    return float(sum(v * w for v, w in pairs) / sum(w for _, w in pairs))
+
+
+def read_16k_mono(path: str) -> np.ndarray:
+    samples, hz = audio.read_wav(path)
+    return audio.resample(audio.to_channels(samples, 1), hz, 16000)[:, 0]
+
+
 class Score(Operator):
     name = "score"
-    reads = ("segments", "lang")
-    writes = ("wer", "cer", "speech_rate_mean", "speech_rate_max", "share_sped_up",
-              "overflow_s_total", "cut_s_total", "segments.back_text", "segments.wer")
+    reads = ("segments", "lang", "asr_audio_uri")
+    writes = ("wer", "cer", "speech_rate_mean", "speech_rate_max", "share_sped_up", "share_at_speed_cap",
+              "overflow_s_total", "cut_s_total", "speaker_similarity", "segments.back_text", "segments.wer",
+              "segments.cer", "segments.speaker_similarity")
     resources = Resources(num_cpus=1, pool=(1, 2))
     output_schema = RESULT
 
     def setup(self) -> None:
         if self.config.score.back_transcribe:
             self.backend = self.backend or load_asr(self.config.asr)
+        self.voices = load_speaker_encoder(self.config.score) if self.config.score.speaker_similarity else None
 
     def process_row(self, row: dict) -> dict:
         lang = row["lang"]
@@ -54,6 +80,8 @@ class Score(Operator):
             "speech_rate_mean": sum(rates) / len(rates) if rates else None,
             "speech_rate_max": max(rates) if rates else None,
             "share_sped_up": sum(r > 1.0 + 1e-9 for r in rates) / len(rates) if rates else None,
+            "share_at_speed_cap": (sum(r >= self.config.fit.max_speedup - 1e-6 for r in rates) / len(rates)
+                                   if rates else None),
             "overflow_s_total": sum(s["overflow_s"] for s in dubbed),
             "cut_s_total": sum(s["cut_s"] for s in dubbed),
         }
@@ -65,4 +93,19 @@ class Score(Operator):
             scores["wer"], scores["cer"] = error_rates([s["target_text"] for s in dubbed],
                                                        [s["back_text"] for s in dubbed])
             add_model(row, self.name, self.backend.model_info(lang))
+        if self.voices is not None and dubbed and row.get("asr_audio_uri"):
+            scores["speaker_similarity"] = self._voice_similarity(row["asr_audio_uri"], dubbed)
+            add_model(row, self.name, self.voices.model_info())
         return {**row, **scores, "segments": segments}
+
+    def _voice_similarity(self, source_uri: str, dubbed: list[dict]) -> float | None:
+        """Per line: the dub's voice vs the source's in the same line. Sets segments' speaker_similarity."""
+        with uris.local_copy(source_uri) as path:
+            source = read_16k_mono(path)
+        for s in dubbed:
+            original = self.voices.embed(source[round(s["start_s"] * 16000):round(s["end_s"] * 16000)])
+            with uris.local_copy(s["fit_uri"]) as path:
+                dub = self.voices.embed(read_16k_mono(path))
+            s["speaker_similarity"] = cosine(original, dub) if original is not None and dub is not None else None
+        return weighted_mean([s["speaker_similarity"] for s in dubbed],
+                             [s["end_s"] - s["start_s"] for s in dubbed])

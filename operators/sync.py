@@ -9,6 +9,11 @@ after the sound) and the Pearson r there is `sync_confidence`. The same
 score of the source against its own audio (`source_sync_*`, from the lip
 model stage) is the reference: a good dub is near offset 0 with a
 confidence close to the source's.
+
+Mouth stability: the frame-to-frame movement of the measured lips (face
+frame, so head motion does not count) in each re-rendered line, over the
+same of the source in the same frames (`mouth_change_ratio`; 1 = as steady
+as the source, well above 1 = a flickering render).
 """
 from __future__ import annotations
 
@@ -37,7 +42,8 @@ def box_around(landmarks: np.ndarray) -> FaceBox:
 class ScoreSync(Operator):
     name = "sync"
     reads = ("video_out_uri", "faces_uri", "segments")
-    writes = ("sync_offset_frames", "sync_confidence", "segments.sync_offset_frames", "segments.sync_confidence")
+    writes = ("sync_offset_frames", "sync_confidence", "mouth_change_ratio", "segments.sync_offset_frames",
+              "segments.sync_confidence", "segments.mouth_change_ratio")
     resources = Resources(num_cpus=1, pool=(1, 2))
     output_schema = RESULT
 
@@ -75,14 +81,31 @@ class ScoreSync(Operator):
                     box = box_around(source_lm[tid][frame.index])
                     measured[tid][frame.index] = self.backend.landmarks(frame.image, box)
 
-        openings = {}
+        openings, rendered_lm = {}, {}
         for tid, by_frame in measured.items():
             idx = np.array(sorted(by_frame))
             opening = np.full(len(times), np.nan)
+            rendered_lm[tid] = {}
             if len(idx):
+                # smoothed like the source's landmarks, so the two compare like for like
                 lm = smooth(np.array([by_frame[i] for i in idx]), self.config.faces.smooth_frames)
                 opening[idx] = geometry.mouth_opening(lm)
+                rendered_lm[tid] = dict(zip(idx.tolist(), lm))
             openings[tid] = opening
+
+        changes = []   # (rendered, source, frames) per re-rendered line
+        for s in scored:
+            if not s.get("lip_frames_rendered"):
+                continue
+            tid = s["speaker_track_id"]
+            idx = frames_in(times, min(s["start_s"], s["placed_start_s"]), max(s["end_s"], s["placed_end_s"]))
+            rendered = lipsync.mouth_change(rendered_lm.get(tid, {}), idx)
+            source = lipsync.mouth_change(source_lm.get(tid, {}), idx)
+            if rendered is not None and source:
+                s["mouth_change_ratio"] = rendered / source
+                changes.append((rendered, source, len(idx)))
+        change_ratio = (sum(r * n for r, _, n in changes) / sum(src * n for _, src, n in changes)
+                        if changes else None)
 
         curves, weights = [], []
         for s in scored:
@@ -94,4 +117,5 @@ class ScoreSync(Operator):
             curves.append(curve)
             weights.append(s["placed_end_s"] - s["placed_start_s"])
         offset, confidence = lipsync.sync_score(curves, weights)
-        return {**row, "segments": segments, "sync_offset_frames": offset, "sync_confidence": confidence}
+        return {**row, "segments": segments, "sync_offset_frames": offset, "sync_confidence": confidence,
+                "mouth_change_ratio": change_ratio}

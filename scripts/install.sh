@@ -25,5 +25,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   # torch first and pinned, so nothing after it can pull a CUDA build.
   .venv/bin/pip install -q "torch==2.13.0"
   .venv/bin/pip install -q -e ".[test]"
+  # resemblyzer's declared `webrtcvad` no longer imports; pyproject brings webrtcvad-wheels instead.
+  .venv/bin/pip install -q --no-deps "resemblyzer==0.1.4"
   touch "$stamp"
 fi

@@ -97,3 +97,23 @@ def test_chunks_cover_everything_and_crossfade_without_jumps():
 def test_edge_ramp():
     np.testing.assert_allclose(edge_ramp(8, 3), [0.25, 0.5, 0.75, 1, 1, 0.75, 0.5, 0.25])
     assert edge_ramp(4, 0).tolist() == [1, 1, 1, 1]
+
+
+def test_mouth_change_is_one_for_the_same_mouth_and_grows_with_flicker():
+    rng = np.random.default_rng(5)
+    face = rng.random((68, 2)) * 100
+    opening = 0.5 + 0.5 * np.sin(np.arange(60) / 4.0)              # a mouth that opens and closes smoothly
+    source = {}
+    for i, o in enumerate(opening):
+        lm = face.copy()
+        lm[57:60] += [0.0, 8.0 * o]                                  # lower lip down
+        lm[65:68] += [0.0, 8.0 * o]
+        source[i] = lm
+    frames = np.arange(10, 50)
+    # Moved across the picture (head motion) it is still the same mouth: ratio 1.
+    panned = {i: lm + [3.0 * i, 0.0] for i, lm in source.items()}
+    assert lipsync.mouth_change(panned, frames) / lipsync.mouth_change(source, frames) == pytest.approx(1.0)
+    # Every other frame's lips jump by 2 px: a flickering render.
+    flicker = {i: lm + (i % 2) * np.r_[np.zeros((48, 2)), np.full((20, 2), 2.0)] for i, lm in source.items()}
+    assert lipsync.mouth_change(flicker, frames) / lipsync.mouth_change(source, frames) > 2.0
+    assert lipsync.mouth_change(source, np.array([3, 7])) is None    # no consecutive frames

@@ -1,3 +1,5 @@
+import pyarrow as pa
+
 from operators import manifest
 from operators.schema import MANIFEST_VERSION, RESULT, empty_segment, result_id
 
@@ -54,3 +56,43 @@ def test_a_pair_the_pipeline_did_not_return_becomes_a_failed_row(tmp_path):
     lost = next(r for r in back if r["lang"] == "de")
     assert lost["needs_review"] and lost["review_reasons"][0].startswith("failed at pipeline")
     assert manifest.previous_results(str(tmp_path / "out"), str(tmp_path))["a", "de"]["status"] == "failed"
+
+
+def test_the_parquet_files_carry_the_manifest_schema(tmp_path):
+    import pyarrow.parquet as pq
+
+    from operators.schema import SEGMENT_ROW
+
+    out = str(tmp_path / "out")
+    manifest.write_manifest(out, [_row("a", "es", speaker_similarity=0.91, mouth_change_ratio=1.2)])
+    written = pq.read_schema(tmp_path / "out" / "manifest" / "lang=es" / "part-0.parquet")
+    assert written.equals(pa.schema([f for f in RESULT if f.name != "lang"]))
+    segments = pq.read_schema(tmp_path / "out" / "segments" / "lang=es" / "part-0.parquet")
+    assert segments.equals(pa.schema([f for f in SEGMENT_ROW if f.name != "lang"]))
+    back = manifest.read_manifest(out)[0]
+    assert (back["speaker_similarity"], back["mouth_change_ratio"], back["manifest_version"]) == (0.91, 1.2,
+                                                                                                MANIFEST_VERSION)
+
+
+def test_results_of_an_older_manifest_version_are_read_and_redone(tmp_path):
+    """A v2 marker lacks v3's columns (top level and per segment): it reads with them null and is not done."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from operators import uri as uris
+
+    work, video = str(tmp_path / "work"), tmp_path / "a.es.mp4"
+    video.write_bytes(b"x")
+    old = _row("a", "es", video_out_uri=str(video), dub_audio_uri=str(video), subtitles_out_uri=str(video))
+    old["manifest_version"] = "2"
+    old_segment = pa.struct([f for f in RESULT.field("segments").type.value_type if f.name != "speaker_similarity"])
+    old_schema = pa.schema([pa.field("segments", pa.list_(old_segment)) if f.name == "segments" else f
+                            for f in RESULT if f.name not in ("speaker_similarity", "mouth_change_ratio")])
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist([old], schema=old_schema), buf)
+    uris.write_bytes(manifest.marker_uri(work, "a", "es"), buf.getvalue())
+    found = manifest.previous_results(str(tmp_path / "out"), work)["a", "es"]
+    assert found["speaker_similarity"] is None and found["segments"][0]["speaker_similarity"] is None
+    assert found["segments"][0]["target_text"] == "hola"
+    assert not manifest.is_done(found)

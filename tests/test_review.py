@@ -11,7 +11,7 @@ def good(**changes):
     row = {"status": "ok", "wer": 0.2, "cer": 0.1, "true_peak_dbfs": -1.2, "cut_s_total": 0.0,
            "loudness_diff_lu": 0.0, "lip_status": "rendered", "sync_offset_frames": 0,
            "sync_confidence": 0.85, "source_sync_confidence": 0.9, "face_coverage": 1.0,
-           "segments": [{"speech_rate": 1.0}, {"speech_rate": 1.3}]}
+           "share_at_speed_cap": 0.5, "speaker_similarity": 0.9, "mouth_change_ratio": 1.1}
     row.update(changes)
     return row
 
@@ -27,7 +27,10 @@ def test_a_good_dub_needs_no_review():
     ({"true_peak_dbfs": 0.2}, "loudness: true peak 0.20 dBFS > -0.5 dBFS"),
     ({"cut_s_total": 1.25}, "timing: speech cut off 1.25 s > 0.3 s"),
     ({"loudness_diff_lu": -3.0}, "loudness: dialogue -3.0 LU from the source (> 2.0 LU)"),
-    ({"segments": [{"speech_rate": 1.3}, {"speech_rate": 1.3}]}, "timing: 100% of lines sped up to the cap (1.3x)"),
+    ({"share_at_speed_cap": 1.0}, "timing: 100% of lines sped up to the cap (1.3x)"),
+    ({"speaker_similarity": 0.5}, "voice: similarity to the source speaker 0.50 < 0.75"),
+    ({"mouth_change_ratio": 2.5}, "lip sync: unsteady mouth, it moves 2.5x as much frame to frame as the "
+                                  "source's (> 2.0x)"),
     ({"sync_offset_frames": 3}, "lip sync: offset +3 frames (> 2)"),
     ({"sync_confidence": 0.45}, "lip sync: confidence 0.45 is 50% of the source's 0.90 (< 80%)"),
     ({"lip_status": "unchanged", "lip_reason": "1 line: face too small to re-render"},

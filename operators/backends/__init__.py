@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from operators.backends.protocols import ASRBackend, TranslationBackend, TTSBackend
-    from operators.backends.protocols import FaceBackend, LipRenderer
-    from operators.config import ASRConfig, FacesConfig, LipsConfig, TranslateConfig, TTSConfig
+    from operators.backends.protocols import FaceBackend, LipRenderer, SpeakerEncoder
+    from operators.config import ASRConfig, FacesConfig, LipsConfig, ScoreConfig, TranslateConfig, TTSConfig
 
 # name -> "module:Class"; imported only when chosen, so `import operators` stays fast.
 ASR_BACKENDS = {"faster-whisper": "operators.backends.whisper:FasterWhisperASR"}
@@ -22,6 +22,7 @@ FACE_BACKENDS = {
     "insightface": "operators.backends.insightface_faces:InsightFaces",
 }
 LIP_RENDERERS = {"warp": "operators.backends.warp_renderer:WarpRenderer"}
+SPEAKER_ENCODERS = {"resemblyzer": "operators.backends.resemblyzer_voice:ResemblyzerEncoder"}
 
 
 def _load(kind: str, name: str, table: dict[str, str], cfg: Any, extra: tuple[str, ...] = ()) -> Any:
@@ -61,3 +62,7 @@ def load_faces(cfg: FacesConfig) -> FaceBackend:
 def load_renderer(cfg: LipsConfig) -> LipRenderer:
     """A fresh renderer: one per speaker."""
     return _load("lip renderer", cfg.renderer, LIP_RENDERERS, cfg)
+
+
+def load_speaker_encoder(cfg: ScoreConfig) -> SpeakerEncoder:
+    return _load("speaker encoder", cfg.speaker_encoder, SPEAKER_ENCODERS, cfg)

@@ -95,6 +95,16 @@ class TTSBackend(Protocol):
     def model_info(self, lang: str) -> ModelInfo: ...
 
 
+@runtime_checkable
+class SpeakerEncoder(Protocol):
+    """A voice embedding, for the speaker similarity of a dub to its source speaker."""
+
+    def embed(self, audio_16k: "np.ndarray") -> "np.ndarray | None":
+        """L2-normalised embedding of mono 16 kHz float speech; None when it holds too little voice."""
+
+    def model_info(self) -> ModelInfo: ...
+
+
 @dataclass(frozen=True)
 class FaceBox:
     x0: float

@@ -1,5 +1,7 @@
 import pickle
 
+import numpy as np
+
 import pytest
 
 from operators.backends.protocols import ASRBackend
@@ -52,3 +54,13 @@ def test_transcribe_text_for_back_transcription(asr, spanish_wav):
     text = asr.transcribe_text(str(spanish_wav), "es").lower()
     assert text == text.strip()
     assert "buenos días" in text and "casa" in text and "perro" in text
+
+
+def test_a_silent_dub_back_transcribes_to_nothing_and_scores_wer_one(asr, tmp_path):
+    from operators import audio
+    from operators.score import error_rates
+
+    silent = tmp_path / "silent.wav"
+    audio.write_wav(silent, np.zeros((16000 * 2, 1), dtype=np.float32), 16000)
+    heard = asr.transcribe_text(str(silent), "es")
+    assert error_rates(["Buenos días, la casa es roja."], [heard]) == (1.0, 1.0)
