@@ -169,8 +169,12 @@ class ReviewConfig(_Section):
                                             "(fit.max_speedup) above which the dub is flagged as rushed")
     min_speaker_similarity: float = Field(0.75, ge=-1.0, le=1.0, description="Voice similarity of the dub to the "
                                           "source speaker (Resemblyzer cosine: the same voice scores about 0.9, "
-                                          "another voice 0.4-0.7) below which a dub is flagged. A TTS that does "
-                                          "not clone voices (Piper, espeak-ng) falls below it by design")
+                                          "another voice 0.4-0.7) below which a dub is flagged, when its TTS "
+                                          "clones voices (see voice_check)")
+    voice_check: Literal["cloned", "always", "never"] = Field(
+        "cloned", description="Which dubs the speaker-similarity threshold applies to: 'cloned' (those whose TTS "
+        "clones the speaker's voice; the others are in the TTS's own voice by design: Piper, espeak-ng), "
+        "'always' or 'never'")
     max_mouth_change_ratio: float = Field(2.0, ge=0.0, description="Frame-to-frame lip movement of the re-rendered "
                                           "mouth over the source's in the same frames, above which the render is "
                                           "flagged as unsteady")

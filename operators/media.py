@@ -114,3 +114,32 @@ def frames(path: str, pixel_format: str = "rgb24", only: set[int] | None = None)
             first = t if first is None else first
             image = f.to_ndarray(format=pixel_format) if only is None or i in only else None
             yield Frame(i, t - first, f.pts, image)
+
+
+def frames_at(path: str, times_s: list[float]) -> list["np.ndarray"]:
+    """RGB frames shown at each of `times_s` (from the stream start, like `frames`), seeking rather than
+    decoding from the start: the report's frame strips pick a few frames out of long videos.
+
+    Each time gets the last frame that starts at or before it (the first frame before the start).
+    """
+    import av
+
+    wanted = sorted(range(len(times_s)), key=lambda k: times_s[k])
+    out: list = [None] * len(times_s)
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        base = stream.time_base
+        first = float(stream.start_time * base) if stream.start_time is not None else 0.0
+        container.seek(int((first + max(0.0, times_s[wanted[0]])) / base), stream=stream, backward=True)
+        previous, k = None, 0
+        for f in container.decode(stream):
+            t = float(f.time) - first
+            while k < len(wanted) and t > times_s[wanted[k]] + 1e-6:
+                out[wanted[k]] = (previous if previous is not None else f).to_ndarray(format="rgb24")
+                k += 1
+            if k == len(wanted):
+                break
+            previous = f
+        for j in wanted[k:]:                       # past the last frame: the last frame
+            out[j] = previous.to_ndarray(format="rgb24")
+    return out

@@ -38,7 +38,8 @@ def assess(row: dict, config: Config) -> list[str]:
     if at_cap is not None and at_cap > cfg.max_share_sped_up_to_cap:
         reasons.append(f"timing: {at_cap:.0%} of lines sped up to the cap ({config.fit.max_speedup}x)")
     similarity = row.get("speaker_similarity")
-    if similarity is not None and similarity < cfg.min_speaker_similarity:
+    voice_checked = cfg.voice_check == "always" or (cfg.voice_check == "cloned" and row.get("voice_cloned"))
+    if voice_checked and similarity is not None and similarity < cfg.min_speaker_similarity:
         reasons.append(f"voice: similarity to the source speaker {similarity:.2f} < {cfg.min_speaker_similarity}")
     if row.get("lip_status") == "rendered":
         offset = row.get("sync_offset_frames")

@@ -167,6 +167,7 @@ RESULT_FIELDS = [
     pa.field("wer", pa.float64()),
     pa.field("cer", pa.float64()),
     # voice
+    pa.field("voice_cloned", pa.bool_()),          # the TTS spoke in the source speaker's voice (it can clone)
     pa.field("speaker_similarity", pa.float64()),
     # lip sync
     pa.field("rendered_video_uri", pa.string()),   # re-rendered picture (video only); null: source kept

@@ -10,7 +10,7 @@ from operators.schema import RESULT
 class Synthesize(Operator):
     name = "synthesize"
     reads = ("segments.target_text", "lang")
-    writes = ("segments.tts_uri", "segments.tts_duration_s")
+    writes = ("segments.tts_uri", "segments.tts_duration_s", "voice_cloned")
     resources = Resources(num_cpus=1, pool=(1, 2))
     output_schema = RESULT
 
@@ -37,4 +37,5 @@ class Synthesize(Operator):
                 duration_s = self.backend.synthesize(seg["target_text"], lang, local)
             segments.append({**seg, "tts_uri": tts_uri, "tts_duration_s": duration_s})
         add_model(row, self.name, self.backend.model_info(lang))
-        return {**row, "segments": segments}
+        cloned = bool(getattr(self.backend, "clones_voice", lambda _: False)(lang))
+        return {**row, "segments": segments, "voice_cloned": cloned}

@@ -1,9 +1,13 @@
 """The quality report of an OUT folder (local or s3://): `raydub report OUT [--html FILE] [--needs-review]`.
 
-Reads the manifest only. Prints a summary per language and what needs
-review; writes one self-contained HTML file (plots embedded as PNG) with
-the summary, each score's distribution per language, the results that
-need review (worst first, with reasons) and every line of those results.
+Reads the manifest (and, for frame strips, the videos and face tracks it
+points to). Prints a summary per language and what needs review; writes
+one self-contained HTML file (pictures embedded as PNG) with the summary,
+what the flags are about, each score's distribution per language, the
+results that need review (worst first, with reasons), every line of those
+results, and source-vs-dub frames around each lip-synced result's
+worst-synced line. `notebooks/quality_report.ipynb` shows the same with
+these functions.
 """
 from __future__ import annotations
 
@@ -18,14 +22,17 @@ from operators import manifest
 SCORES = (
     ("wer", "back-transcription WER", True),
     ("cer", "back-transcription CER", True),
+    ("speaker_similarity", "voice similarity to the source", False),
     ("sync_confidence", "lip-sync confidence", False),
     ("sync_offset_frames", "lip-sync offset (frames)", True),
+    ("mouth_change_ratio", "mouth frame-to-frame change vs source", True),
     ("loudness_diff_lu", "dialogue loudness vs source (LU)", True),
     ("speech_rate_max", "largest speech-rate change", True),
     ("share_rerendered", "share of frames re-rendered", False),
 )
 SEGMENT_COLUMNS = ("start_s", "end_s", "source_text", "target_text", "speech_rate", "overflow_s", "back_text",
-                   "wer", "speaker_track_id", "sync_offset_frames", "sync_confidence", "lip_reason")
+                   "wer", "speaker_similarity", "loudness_diff_lu", "speaker_track_id", "sync_offset_frames",
+                   "sync_confidence", "mouth_change_ratio", "lip_reason")
 
 
 def summary(rows: list[dict]) -> dict[str, Counter]:
@@ -36,6 +43,16 @@ def summary(rows: list[dict]) -> dict[str, Counter]:
         c[r["status"]] += 1
         c["needs review"] += bool(r.get("needs_review"))
     return out
+
+
+def reason_counts(rows: list[dict]) -> dict[str, Counter]:
+    """Per kind of reason ("failed", "voice", "lip sync", ...): results flagged for it, per language."""
+    out: dict[str, Counter] = {}
+    for r in rows:
+        kinds = {reason.split(":", 1)[0].split(" at ", 1)[0] for reason in r.get("review_reasons") or []}
+        for kind in kinds:
+            out.setdefault(kind, Counter())[r["lang"]] += 1
+    return dict(sorted(out.items(), key=lambda kv: (-sum(kv[1].values()), kv[0])))
 
 
 def worst_first(rows: list[dict]) -> list[dict]:
@@ -63,6 +80,10 @@ def print_report(out_dir: str, needs_review_only: bool = False, console=None) ->
         console.print(table)
     flagged = worst_first(rows)
     console.print(f"needs review: {len(flagged)} of {len(rows)}")
+    kinds = reason_counts(rows)
+    if kinds:
+        console.print("  flagged for: " + ", ".join(f"{kind} {sum(c.values())}" for kind, c in kinds.items()),
+                      highlight=False)
     for r in flagged:
         console.print(f"  {r['video_id']} -> {r['lang']} ({r['status']})", highlight=False)
         for reason in r.get("review_reasons") or []:
@@ -100,41 +121,194 @@ def _cell(value) -> str:
     return html.escape(str(value))
 
 
-def write_html(out_dir: str, path: str) -> None:
+RESULT_COLUMNS = ("video_id", "lang", "status", "needs_review", "wer", "cer", "speaker_similarity",
+                  "sync_offset_frames", "sync_confidence", "source_sync_confidence", "mouth_change_ratio",
+                  "loudness_diff_lu", "speech_rate_max", "share_at_speed_cap", "face_coverage", "share_rerendered")
+
+
+def _table(rows: list[dict], columns: tuple[str, ...]) -> str:
+    head = "".join(f"<th>{c}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_cell(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def write_html(out_dir: str, path: str, max_strips: int = 12) -> None:
+    """The report as one self-contained HTML file (sections: summary, attention, scores, needs-review,
+    results, lines, frames)."""
     rows = manifest.read_manifest(out_dir)
     if not rows:
         raise FileNotFoundError(f"no manifest in {out_dir}")
+    langs = sorted({r["lang"] for r in rows})
     parts = [f"<!doctype html><meta charset='utf-8'><title>raydub report: {html.escape(out_dir)}</title>",
-             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
-             "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px;vertical-align:top}"
-             ".bad{color:#b00}</style>",
+             "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
+             "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px;vertical-align:top}"
+             ".bad{color:#b00}img{max-width:100%}</style>",
              f"<h1>raydub quality report</h1><p>{html.escape(out_dir)}: {len(rows)} results "
-             f"(manifest version {_cell(rows[0].get('manifest_version'))})</p>",
+             f"(manifest version {_cell(rows[0].get('manifest_version'))}). A result is one video in one "
+             "language. It <b>needs review</b> when it failed, was skipped, or a score crossed a threshold "
+             "of the run's <code>[review]</code> config; the reasons say which and by how much.</p>",
              "<h2 id='summary'>Summary per language</h2><table><tr><th>language</th><th>ok</th><th>failed</th>"
              "<th>skipped</th><th>needs review</th></tr>"]
     for lang, c in sorted(summary(rows).items()):
         parts.append(f"<tr><td>{lang}</td>" + "".join(f"<td>{c[k]}</td>" for k in
                                                        ("ok", "failed", "skipped", "needs review")) + "</tr>")
     parts.append("</table>")
-    parts.append("<h2 id='scores'>Scores per language</h2><p>One dot per ok result. Thresholds are in the "
-                 "config's [review] section.</p>")
+    parts.append("<h2 id='attention'>What the flags are about</h2><p>Results flagged for each kind of reason "
+                 "(one result can have several).</p><table><tr><th>reason</th>"
+                 + "".join(f"<th>{lang}</th>" for lang in langs) + "</tr>")
+    for kind, per_lang in reason_counts(rows).items():
+        parts.append(f"<tr><td>{html.escape(kind)}</td>" + "".join(f"<td>{per_lang[lang]}</td>" for lang in langs)
+                     + "</tr>")
+    parts.append("</table>")
+    own_voice = [r for r in rows if r["status"] == "ok" and r.get("voice_cloned") is False
+                 and r.get("speaker_similarity") is not None]
+    if own_voice:
+        sims = [r["speaker_similarity"] for r in own_voice]
+        parts.append(f"<p>{len(own_voice)} ok results were spoken by a TTS that does not clone voices, so they "
+                     f"are in the TTS's own voice, not the speaker's (similarity to the source speaker "
+                     f"{min(sims):.2f}&ndash;{max(sims):.2f}). That alone does not flag them "
+                     "(<code>review.voice_check</code>).</p>")
+    parts.append("<h2 id='scores'>Scores per language</h2><p>One dot per ok result. What each score means is in "
+                 "the README (\"The manifest\").</p>")
     parts.append(f"<img alt='score distributions' src='data:image/png;base64,{_plot_png(rows)}'>")
     flagged = worst_first(rows)
-    parts.append(f"<h2 id='needs-review'>Needs review ({len(flagged)})</h2><table><tr><th>video</th>"
+    parts.append(f"<h2 id='needs-review'>Needs review ({len(flagged)}), worst first</h2><table><tr><th>video</th>"
                  "<th>language</th><th>status</th><th>reasons</th></tr>")
     for r in flagged:
         reasons = "<br>".join(html.escape(x) for x in r.get("review_reasons") or [])
         parts.append(f"<tr><td>{html.escape(r['video_id'])}</td><td>{r['lang']}</td><td>{r['status']}</td>"
                      f"<td class='bad'>{reasons}</td></tr>")
-    parts.append("</table><h2 id='lines'>Lines of the results that need review</h2>")
+    parts.append("</table>")
+    parts.append("<h2 id='results'>All results</h2>")
+    parts.append(_table(sorted(rows, key=lambda r: (r["video_id"], r["lang"])), RESULT_COLUMNS))
+    parts.append("<h2 id='lines'>Lines of the results that need review</h2>")
     for r in flagged:
         segments = r.get("segments") or []
         if not segments:
             continue
-        parts.append(f"<h3>{html.escape(r['video_id'])} &rarr; {r['lang']}</h3><table><tr>"
-                     + "".join(f"<th>{c}</th>" for c in SEGMENT_COLUMNS) + "</tr>")
-        for s in segments:
-            parts.append("<tr>" + "".join(f"<td>{_cell(s.get(c))}</td>" for c in SEGMENT_COLUMNS) + "</tr>")
-        parts.append("</table>")
+        parts.append(f"<h3>{html.escape(r['video_id'])} &rarr; {r['lang']}</h3>")
+        parts.append(_table(segments, SEGMENT_COLUMNS))
+    rendered = [r for r in rows if r["status"] == "ok" and r.get("lip_status") == "rendered"]
+    rendered.sort(key=lambda r: ((r.get("sync_confidence") or 0) - (r.get("source_sync_confidence") or 0),
+                                 r["video_id"], r["lang"]))
+    parts.append("<h2 id='frames'>Frames around the worst-synced line</h2><p>For each result whose lips were "
+                 "re-rendered (worst-synced first"
+                 + (f", the first {max_strips}" if len(rendered) > max_strips else "")
+                 + "): source frames above dubbed frames at the same times, across its line whose lip sync "
+                 "falls furthest below the source's own.</p>")
+    for r in rendered[:max_strips]:
+        segment = worst_synced_segment(r)
+        if segment is None:
+            continue
+        parts.append(f"<h3>{html.escape(r['video_id'])} &rarr; {r['lang']}</h3>")
+        try:
+            png = frame_strip_png(r, segment)
+        except Exception as e:    # a moved or deleted video costs its strip, not the report
+            parts.append(f"<p class='bad'>frames unavailable: {html.escape(f'{type(e).__name__}: {e}')}</p>")
+            continue
+        if png is None:
+            continue
+        parts.append(f"<p>source: <i>{html.escape(segment.get('source_text') or '')}</i><br>"
+                     f"{r['lang']}: <i>{html.escape(segment.get('target_text') or '')}</i></p>"
+                     f"<img alt='frames of {html.escape(r['video_id'])} {r['lang']}' "
+                     f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(parts))
+
+
+# ------------------------------------------------------------------ frame strips
+
+def worst_synced_segment(row: dict) -> dict | None:
+    """The dubbed line whose lip sync falls furthest below the source's own; without sync scores, the longest."""
+    dubbed = [s for s in row.get("segments") or [] if s.get("fit_uri")]
+    synced = [s for s in dubbed if s.get("sync_confidence") is not None]
+    if synced:
+        return min(synced, key=lambda s: s["sync_confidence"] - (s.get("source_sync_confidence") or 0.0))
+    return max(dubbed, key=lambda s: s["end_s"] - s["start_s"], default=None)
+
+
+def line_span_s(segment: dict) -> tuple[float, float]:
+    """Where the line is spoken in the source or the dub (the dub may start later or run longer)."""
+    starts = [segment["start_s"], segment.get("placed_start_s") or segment["start_s"]]
+    ends = [segment["end_s"], segment.get("placed_end_s") or segment["end_s"]]
+    return min(starts), max(ends)
+
+
+def _face_crop(row: dict, segment: dict, times_s: list[float], shape: tuple[int, ...]):
+    """A square around the speaker's face over the strip's frames, or None (no tracked speaker, or no faces file)."""
+    import numpy as np
+
+    from operators import uri as uris
+    from operators.lip_model import track_series
+    from operators.track_faces import load_faces_file
+
+    tid = segment.get("speaker_track_id")
+    if tid is None or not row.get("faces_uri") or not uris.exists(row["faces_uri"]):
+        return None
+    faces = load_faces_file(row["faces_uri"])
+    track_frames, landmarks = track_series(faces, tid)
+    wanted = {int(np.searchsorted(faces["frame_times_s"], t, side="right")) - 1 for t in times_s}
+    points = landmarks[np.isin(track_frames, list(wanted))]
+    if not len(points):
+        return None
+    (x0, y0), (x1, y1) = points.reshape(-1, 2).min(axis=0), points.reshape(-1, 2).max(axis=0)
+    side = 1.5 * max(x1 - x0, y1 - y0)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    height, width = shape[:2]
+    side = min(side, width, height)
+    left = int(np.clip(cx - side / 2, 0, width - side))
+    top = int(np.clip(cy - side / 2, 0, height - side))
+    return left, top, left + int(side), top + int(side)
+
+
+def frame_strip_png(row: dict, segment: dict | None = None, n_frames: int = 6) -> bytes | None:
+    """Source frames above dub frames at the same times, across one line (default: the worst-synced), as PNG.
+
+    Cropped to the speaker's face when the result has a tracked speaker for
+    the line. None for a result without an output video or dubbed lines.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from operators import uri as uris
+    from operators.media import frames_at
+
+    segment = segment or worst_synced_segment(row)
+    if segment is None or row.get("status") != "ok" or not row.get("video_out_uri"):
+        return None
+    start, end = line_span_s(segment)
+    times = [start + (k + 0.5) * (end - start) / n_frames for k in range(n_frames)]
+    with uris.local_copy(row["uri"]) as path:
+        source = frames_at(path, times)
+    with uris.local_copy(row["video_out_uri"]) as path:
+        dub = frames_at(path, times)
+    crop = _face_crop(row, segment, times, source[0].shape)
+    if crop is not None:
+        x0, y0, x1, y1 = crop
+        source, dub = ([f[y0:y1, x0:x1] for f in frames] for frames in (source, dub))
+
+    cell_h = 1.9 * source[0].shape[0] / source[0].shape[1]
+    fig, axes = plt.subplots(2, n_frames, figsize=(1.9 * n_frames, 2 * cell_h + 0.8), squeeze=False)
+    for k, t in enumerate(times):
+        for r, (frames, label) in enumerate(((source, "source"), (dub, f"dub ({row['lang']})"))):
+            ax = axes[r][k]
+            ax.imshow(frames[k])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"{t:.2f} s", fontsize=9)
+            if k == 0:
+                ax.set_ylabel(label, fontsize=10)
+    sync = segment.get("sync_confidence")
+    reference = segment.get("source_sync_confidence")
+    score = (f"lip sync {sync:.2f}" + (f" (source {reference:.2f})" if reference is not None else "")
+             if sync is not None else (segment.get("lip_reason") or "lips not scored"))
+    fig.suptitle(f"{row['video_id']} \u2192 {row['lang']}, line at {segment['start_s']:.2f}\u2013"
+                 f"{segment['end_s']:.2f} s: {score}", fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return buf.getvalue()

@@ -11,7 +11,7 @@ def good(**changes):
     row = {"status": "ok", "wer": 0.2, "cer": 0.1, "true_peak_dbfs": -1.2, "cut_s_total": 0.0,
            "loudness_diff_lu": 0.0, "lip_status": "rendered", "sync_offset_frames": 0,
            "sync_confidence": 0.85, "source_sync_confidence": 0.9, "face_coverage": 1.0,
-           "share_at_speed_cap": 0.5, "speaker_similarity": 0.9, "mouth_change_ratio": 1.1}
+           "share_at_speed_cap": 0.5, "voice_cloned": True, "speaker_similarity": 0.9, "mouth_change_ratio": 1.1}
     row.update(changes)
     return row
 
@@ -48,6 +48,15 @@ def test_failed_and_skipped_rows_need_review_with_their_error():
     assert failed["review_reasons"] == ["failed at probe: MediaError: no audio"]
     skipped = review.apply({"status": "skipped", "error_stage": "transcribe", "error": "no speech"}, CFG)
     assert skipped["needs_review"] and skipped["review_reasons"][0].startswith("skipped at transcribe")
+
+
+def test_voice_similarity_is_checked_where_the_tts_clones_voices_unless_configured_otherwise():
+    own_voice = good(voice_cloned=False, speaker_similarity=0.45)      # Piper / espeak-ng: their own voice
+    assert review.apply(own_voice, CFG)["needs_review"] is False
+    always = Config.from_dict({"review": {"voice_check": "always"}})
+    assert review.apply(own_voice, always)["review_reasons"] == ["voice: similarity to the source speaker 0.45 < 0.75"]
+    never = Config.from_dict({"review": {"voice_check": "never"}})
+    assert review.apply(good(speaker_similarity=0.45), never)["needs_review"] is False
 
 
 def test_thresholds_come_from_config():

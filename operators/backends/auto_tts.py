@@ -41,5 +41,8 @@ class AutoTTS:
     def synthesize(self, text: str, lang: str, out_path: str, speaker_wav: str | None = None) -> float:
         return self.backend_for(lang).synthesize(text, lang, out_path, speaker_wav)
 
+    def clones_voice(self, lang: str) -> bool:
+        return self.backend_for(lang).clones_voice(lang)
+
     def model_info(self, lang: str) -> ModelInfo:
         return self.backend_for(lang).model_info(lang)

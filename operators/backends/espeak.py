@@ -57,6 +57,9 @@ class EspeakTTS:
             raise RuntimeError(f"espeak-ng failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
         return wav_duration_s(out_path)
 
+    def clones_voice(self, lang: str) -> bool:
+        return False
+
     def model_info(self, lang: str) -> ModelInfo:
         return ModelInfo(name=f"espeak-ng:{self.voice(lang)}", version=espeak_version(),
                          license="GPL-3.0", source="system:espeak-ng")

@@ -108,5 +108,8 @@ class PiperTTS:
             frames = wf.getnframes()
         return frames / float(voice.config.sample_rate)
 
+    def clones_voice(self, lang: str) -> bool:
+        return False
+
     def model_info(self, lang: str) -> ModelInfo:
         return self._resolved_voice(lang).info

@@ -92,6 +92,10 @@ class TTSBackend(Protocol):
         backends that cannot clone ignore it.
         """
 
+    def clones_voice(self, lang: str) -> bool:
+        """Whether this backend speaks `lang` in the source speaker's voice. The review expects a high
+        speaker similarity only then (a backend without this method is taken not to clone)."""
+
     def model_info(self, lang: str) -> ModelInfo: ...
 
 
