@@ -35,7 +35,8 @@ class Translate(Operator):
             texts = subtitles.assign_cues([(s["start_s"], s["end_s"]) for s in segments],
                                           subtitles.read_cues(sidecar))
             row["models"] = list(row.get("models") or []) + [
-                {"stage": self.name, "name": "catalog-subtitles", "version": "", "license": "", "source": sidecar}]
+                {"stage": self.name, "name": "catalog-subtitles", "version": "",
+                 "license": "the catalog's own (no model)", "source": sidecar}]
         elif self.backend is not None and self.backend.supports(src, tgt):
             texts = self.backend.translate([s["source_text"] for s in segments], src, tgt)
             add_model(row, self.name, self.backend.model_info(src, tgt))

@@ -38,6 +38,11 @@ def resolve(uri: str, relative_to: str) -> str:
     return join(parent(relative_to), uri)
 
 
+def absolute(uri: str) -> str:
+    """A local path made absolute (the manifest's URIs must not depend on the working directory); others as they are."""
+    return str(Path(_strip_file(uri)).resolve()) if is_local(uri) else uri
+
+
 def parent(uri: str) -> str:
     if is_local(uri):
         return str(Path(_strip_file(uri)).resolve().parent)

@@ -125,7 +125,8 @@ def run(catalog_uri: str, out_dir: str, langs: list[str] | None = None, config: 
     started = time.perf_counter()
     config = config or Config()
     catalog = load_catalog(catalog_uri, default_langs=langs)
-    work_dir = config.run.work_dir or uris.join(out_dir, "_work")
+    out_dir = uris.absolute(out_dir)
+    work_dir = uris.absolute(config.run.work_dir or uris.join(out_dir, "_work"))
 
     previous = manifest.previous_results(out_dir, work_dir) if config.run.resume else {}
     kept, todo = [], []

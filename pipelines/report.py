@@ -18,18 +18,34 @@ from collections import Counter
 
 from operators import manifest
 
-# Scores plotted per language: column, label, and whether higher is worse.
-SCORES = (
-    ("wer", "back-transcription WER", True),
-    ("cer", "back-transcription CER", True),
-    ("speaker_similarity", "voice similarity to the source", False),
-    ("sync_confidence", "lip-sync confidence", False),
-    ("sync_offset_frames", "lip-sync offset (frames)", True),
-    ("mouth_change_ratio", "mouth frame-to-frame change vs source", True),
-    ("loudness_diff_lu", "dialogue loudness vs source (LU)", True),
-    ("speech_rate_max", "largest speech-rate change", True),
-    ("share_rerendered", "share of frames re-rendered", False),
-)
+def _sync_ratio(row: dict) -> float | None:
+    dub, source = row.get("sync_confidence"), row.get("source_sync_confidence")
+    return dub / source if dub is not None and source else None
+
+
+def scores(review=None, fit=None) -> tuple[tuple, ...]:
+    """Scores plotted per language: (label, value of a row, threshold lines at the [review] defaults)."""
+    from operators.config import FitConfig, ReviewConfig
+
+    review, fit = review or ReviewConfig(), fit or FitConfig()
+    return (
+        ("back-transcription WER", lambda r: r.get("wer"), (review.max_wer,)),
+        ("back-transcription CER", lambda r: r.get("cer"), (review.max_cer,)),
+        ("voice similarity to the source speaker", lambda r: r.get("speaker_similarity"),
+         (review.min_speaker_similarity,)),
+        ("lip-sync offset (frames)", lambda r: r.get("sync_offset_frames"),
+         (-review.max_sync_offset_frames, review.max_sync_offset_frames)),
+        ("lip-sync confidence / the source's", _sync_ratio, (review.min_sync_confidence_ratio,)),
+        ("mouth frame-to-frame change / the source's", lambda r: r.get("mouth_change_ratio"),
+         (review.max_mouth_change_ratio,)),
+        ("dialogue loudness - source (LU)", lambda r: r.get("loudness_diff_lu"),
+         (-review.max_loudness_diff_lu, review.max_loudness_diff_lu)),
+        ("share of lines at the speed-up cap", lambda r: r.get("share_at_speed_cap"),
+         (review.max_share_sped_up_to_cap,)),
+        ("share of frames re-rendered", lambda r: r.get("share_rerendered"), ()),
+    )
+
+
 SEGMENT_COLUMNS = ("start_s", "end_s", "source_text", "target_text", "speech_rate", "overflow_s", "back_text",
                    "wer", "speaker_similarity", "loudness_diff_lu", "speaker_track_id", "sync_offset_frames",
                    "sync_confidence", "mouth_change_ratio", "lip_reason")
@@ -91,26 +107,37 @@ def print_report(out_dir: str, needs_review_only: bool = False, console=None) ->
     return flagged
 
 
-def _plot_png(rows: list[dict]) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def score_figure(rows: list[dict]):
+    """Each score's distribution per language, one dot per ok result; dashed: the default review threshold."""
+    from matplotlib.figure import Figure
 
     langs = sorted({r["lang"] for r in rows})
-    fig, axes = plt.subplots(1, len(SCORES), figsize=(3.2 * len(SCORES), 3.0))
-    for ax, (column, label, _) in zip(axes, SCORES):
+    panels = scores()
+    columns = 3
+    n_rows = (len(panels) + columns - 1) // columns
+    fig = Figure(figsize=(4.2 * columns, 2.6 * n_rows))
+    axes = fig.subplots(n_rows, columns, squeeze=False)
+    for ax, (label, value, thresholds) in zip(axes.flat, panels):
         for i, lang in enumerate(langs):
-            values = [r[column] for r in rows if r["lang"] == lang and r["status"] == "ok"
-                      and r.get(column) is not None]
+            values = [v for r in rows if r["lang"] == lang and r["status"] == "ok"
+                      and (v := value(r)) is not None]
             ax.scatter([i] * len(values), values, alpha=0.7)
+        for t in thresholds:
+            ax.axhline(t, color="#b00", linestyle="--", linewidth=1)
         ax.set_xticks(range(len(langs)), langs)
+        ax.set_xlim(-0.5, len(langs) - 0.5)
+        ax.ticklabel_format(axis="y", useOffset=False, style="plain")
         ax.set_title(label, fontsize=9)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
     fig.tight_layout()
+    return fig
+
+
+def score_png(rows: list[dict]) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
+    score_figure(rows).savefig(buf, format="png", dpi=80)
+    return buf.getvalue()
 
 
 def _cell(value) -> str:
@@ -168,9 +195,10 @@ def write_html(out_dir: str, path: str, max_strips: int = 12) -> None:
                      f"are in the TTS's own voice, not the speaker's (similarity to the source speaker "
                      f"{min(sims):.2f}&ndash;{max(sims):.2f}). That alone does not flag them "
                      "(<code>review.voice_check</code>).</p>")
-    parts.append("<h2 id='scores'>Scores per language</h2><p>One dot per ok result. What each score means is in "
-                 "the README (\"The manifest\").</p>")
-    parts.append(f"<img alt='score distributions' src='data:image/png;base64,{_plot_png(rows)}'>")
+    parts.append("<h2 id='scores'>Scores per language</h2><p>One dot per ok result; dashed red lines: the default "
+                 "review thresholds (the voice threshold applies only to TTS that clones voices). What each score "
+                 "means is in the README (\"The manifest\").</p>")
+    parts.append(f"<img alt='score distributions' src='data:image/png;base64,{base64.b64encode(score_png(rows)).decode()}'>")
     flagged = worst_first(rows)
     parts.append(f"<h2 id='needs-review'>Needs review ({len(flagged)}), worst first</h2><table><tr><th>video</th>"
                  "<th>language</th><th>status</th><th>reasons</th></tr>")
@@ -267,10 +295,7 @@ def frame_strip_png(row: dict, segment: dict | None = None, n_frames: int = 6) -
     Cropped to the speaker's face when the result has a tracked speaker for
     the line. None for a result without an output video or dubbed lines.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from operators import uri as uris
     from operators.media import frames_at
@@ -290,7 +315,8 @@ def frame_strip_png(row: dict, segment: dict | None = None, n_frames: int = 6) -
         source, dub = ([f[y0:y1, x0:x1] for f in frames] for frames in (source, dub))
 
     cell_h = 1.9 * source[0].shape[0] / source[0].shape[1]
-    fig, axes = plt.subplots(2, n_frames, figsize=(1.9 * n_frames, 2 * cell_h + 0.8), squeeze=False)
+    fig = Figure(figsize=(1.9 * n_frames, 2 * cell_h + 0.8))
+    axes = fig.subplots(2, n_frames, squeeze=False)
     for k, t in enumerate(times):
         for r, (frames, label) in enumerate(((source, "source"), (dub, f"dub ({row['lang']})"))):
             ax = axes[r][k]
@@ -310,5 +336,4 @@ def frame_strip_png(row: dict, segment: dict | None = None, n_frames: int = 6) -
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
     return buf.getvalue()

@@ -47,3 +47,17 @@ def small_config(**sections) -> Config:
     """Fractional CPUs so that every stage's actor and task fits a 2-CPU test Ray at once."""
     resources = {stage: {"num_cpus": 0.2} for stage in STAGES}
     return Config.from_dict({"resources": resources, **sections})
+
+
+@pytest.fixture(scope="session")
+def demo_out(tmp_path_factory, ray_local) -> str:
+    """The demo catalog built and dubbed once per session (about 2 minutes): its OUT folder."""
+    from catalogs.demo.build import build
+    from pipelines.localize import run
+
+    root = tmp_path_factory.mktemp("demo")
+    catalog = build(root / "demo", log=lambda *a: None)
+    out = str(root / "out")
+    summary = run(str(catalog), out, config=small_config())
+    assert summary.counts["es"]["ok"] == summary.counts["de"]["ok"] == 3, summary.counts
+    return out

@@ -1,20 +1,14 @@
-"""The demo catalog end to end (make test-slow): three clips into es and de, one broken upload."""
+"""The demo catalog end to end: three clips into es and de, one broken upload.
+
+The run itself is the session fixture `demo_out` (conftest), shared with the quality-report tests.
+"""
 import os
 
-import pytest
-
-from catalogs.demo.build import build
 from operators import manifest
-from pipelines.localize import run
-from tests.conftest import small_config
-
-pytestmark = pytest.mark.slow
 
 
-def test_demo_catalog(tmp_path, ray_local):
-    catalog = build(tmp_path / "demo", log=lambda *a: None)
-    summary = run(str(catalog), str(tmp_path / "out"), config=small_config())
-    rows = {(r["video_id"], r["lang"]): r for r in manifest.read_manifest(str(tmp_path / "out"))}
+def test_demo_catalog(demo_out):
+    rows = {(r["video_id"], r["lang"]): r for r in manifest.read_manifest(demo_out)}
     assert len(rows) == 8
     assert {k for k, r in rows.items() if r["status"] == "failed"} == {("broken-upload", "es"), ("broken-upload", "de")}
     assert "not a readable video file" in rows["broken-upload", "es"]["error"]
@@ -24,7 +18,6 @@ def test_demo_catalog(tmp_path, ray_local):
             # espeak-ng speech judged by Whisper base: word errors are common and vary run to run
             # (one demo result measured CER 0.50-0.70 over runs); characters are mostly right
             assert r["segments_dubbed"] == 3 and r["cer"] < 0.8
-    assert summary.counts["es"]["ok"] == summary.counts["de"]["ok"] == 3
     for lang in ("es", "de"):
         cers = [r["cer"] for (v, l), r in rows.items() if l == lang and r["status"] == "ok"]
         assert sum(cers) / len(cers) < 0.5
