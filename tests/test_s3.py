@@ -63,3 +63,11 @@ def test_a_catalog_on_s3_dubs_into_s3(s3, ray_local, tmp_path):
         assert [s.metadata.get("language") for s in f.streams.audio] == ["spa", "eng"]
     # and a re-run finds its results on s3
     assert run("s3://raydub-test/jobs/catalog.jsonl", out, config=small_config()).resumed == 1
+    # the quality report reads the same OUT on s3: the summary, the HTML, and a frame strip from s3 videos
+    from pipelines import report
+    from pipelines.cli import main
+
+    page = tmp_path / "report.html"
+    assert main(["report", out, "--html", str(page)]) == 0
+    assert "id='summary'" in page.read_text() and "s3://raydub-test/out" in page.read_text()
+    assert report.frame_strip_png(manifest.read_manifest(out)[0]).startswith(b"\x89PNG")

@@ -94,8 +94,9 @@ def test_unknown_name_lists_everything_tried():
     msg = str(e.value)
     assert "unknown model 'whisper-gigantic'" in msg
     assert "local path" in msg and "does not exist" in msg
-    assert "registry: no entry (known: dlib-68-landmarks, insightface-buffalo_l, piper:en_US-joe-medium, " \
-           "whisper-base, whisper-large-v3" in msg
+    known = ("dlib-68-landmarks, insightface-buffalo_l, piper:en_US-joe-medium, resemblyzer-ge2e, "
+             "whisper-base, whisper-large-v3")
+    assert f"registry: no entry (known: {known}" in msg
     assert "cache" in msg
 
 
