@@ -65,8 +65,7 @@ def reason_counts(rows: list[dict]) -> dict[str, Counter]:
     """Per kind of reason ("failed", "voice", "lip sync", ...): results flagged for it, per language."""
     out: dict[str, Counter] = {}
     for r in rows:
-        kinds = {reason.split(":", 1)[0].split(" at ", 1)[0] for reason in r.get("review_reasons") or []}
-        for kind in kinds:
+        for kind in flags(r):
             out.setdefault(kind, Counter())[r["lang"]] += 1
     return dict(sorted(out.items(), key=lambda kv: (-sum(kv[1].values()), kv[0])))
 
@@ -140,23 +139,49 @@ def score_png(rows: list[dict]) -> bytes:
     return buf.getvalue()
 
 
-def _cell(value) -> str:
+# Table headers a reviewer reads; the column name is the cell's tooltip.
+LABELS = {
+    "video_id": "video", "lang": "language", "needs_review": "needs review", "flags": "flagged for",
+    "wer": "WER", "cer": "CER", "speaker_similarity": "voice similarity", "sync_offset_frames": "lip offset (frames)",
+    "sync_confidence": "lip sync", "source_sync_confidence": "source's lip sync",
+    "mouth_change_ratio": "mouth change / source's", "loudness_diff_lu": "loudness vs source (LU)",
+    "speech_rate_max": "largest speed-up", "share_at_speed_cap": "lines at the speed-up cap",
+    "face_coverage": "face on screen", "share_rerendered": "frames re-rendered", "start_s": "start (s)",
+    "end_s": "end (s)", "source_text": "source", "target_text": "translation", "speech_rate": "speed-up",
+    "overflow_s": "into the pause (s)", "back_text": "heard back", "speaker_track_id": "face track",
+    "lip_reason": "lips left alone because",
+}
+
+
+def _cell(value, column: str = "") -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "<span class='bad'>yes</span>" if value else "no"
     if isinstance(value, float):
-        return f"{value:.2f}"
+        if column.startswith("share_") or column == "face_coverage":
+            return f"{value:.0%}"
+        return f"{value:.2f}".replace("-0.00", "0.00")
+    if isinstance(value, list):
+        return html.escape(", ".join(str(v) for v in value))
     return html.escape(str(value))
 
 
-RESULT_COLUMNS = ("video_id", "lang", "status", "needs_review", "wer", "cer", "speaker_similarity",
+RESULT_COLUMNS = ("video_id", "lang", "status", "needs_review", "flags", "wer", "cer", "speaker_similarity",
                   "sync_offset_frames", "sync_confidence", "source_sync_confidence", "mouth_change_ratio",
                   "loudness_diff_lu", "speech_rate_max", "share_at_speed_cap", "face_coverage", "share_rerendered")
 
 
+def flags(row: dict) -> list[str]:
+    """The kinds of reason a result is flagged for ("failed", "intelligibility", "lip sync", ...)."""
+    kinds = [reason.split(":", 1)[0].split(" at ", 1)[0] for reason in row.get("review_reasons") or []]
+    return list(dict.fromkeys(kinds))
+
+
 def _table(rows: list[dict], columns: tuple[str, ...]) -> str:
-    head = "".join(f"<th>{c}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{_cell(r.get(c))}</td>" for c in columns) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    head = "".join(f"<th title='{c}'>{LABELS.get(c, c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_cell(r.get(c), c)}</td>" for c in columns) + "</tr>" for r in rows)
+    return f"<div class='wide'><table><tr>{head}</tr>{body}</table></div>"
 
 
 def write_html(out_dir: str, path: str, max_strips: int = 12) -> None:
@@ -169,7 +194,7 @@ def write_html(out_dir: str, path: str, max_strips: int = 12) -> None:
     parts = [f"<!doctype html><meta charset='utf-8'><title>raydub report: {html.escape(out_dir)}</title>",
              "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
              "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px;vertical-align:top}"
-             ".bad{color:#b00}img{max-width:100%}</style>",
+             "th{background:#f4f4f4}.wide{overflow-x:auto}.bad{color:#b00}img{max-width:100%}</style>",
              f"<h1>raydub quality report</h1><p>{html.escape(out_dir)}: {len(rows)} results "
              f"(manifest version {_cell(rows[0].get('manifest_version'))}). A result is one video in one "
              "language. It <b>needs review</b> when it failed, was skipped, or a score crossed a threshold "
@@ -208,7 +233,8 @@ def write_html(out_dir: str, path: str, max_strips: int = 12) -> None:
                      f"<td class='bad'>{reasons}</td></tr>")
     parts.append("</table>")
     parts.append("<h2 id='results'>All results</h2>")
-    parts.append(_table(sorted(rows, key=lambda r: (r["video_id"], r["lang"])), RESULT_COLUMNS))
+    parts.append(_table(sorted(({**r, "flags": flags(r)} for r in rows), key=lambda r: (r["video_id"], r["lang"])),
+                        RESULT_COLUMNS))
     parts.append("<h2 id='lines'>Lines of the results that need review</h2>")
     for r in flagged:
         segments = r.get("segments") or []
