@@ -68,6 +68,12 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     return audio, int(sample_rate_hz)
 
 
+def read_mono(path: str | Path, sample_rate_hz: int) -> np.ndarray:
+    """A local audio file as float32 mono (n_samples,) at `sample_rate_hz` (channels averaged, resampled)."""
+    samples, hz = read_wav(path)
+    return resample(to_channels(samples, 1), hz, sample_rate_hz)[:, 0]
+
+
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate_hz: int) -> None:
     """Write 16-bit PCM, creating parent folders.
 

@@ -58,6 +58,15 @@ def frames_in(times_s: np.ndarray, start_s: float, end_s: float) -> np.ndarray:
     return np.flatnonzero((times_s >= start_s) & (times_s < end_s))
 
 
+def line_span_s(segment: dict) -> tuple[float, float]:
+    """Where a dubbed line is spoken in the source or the dub (the dub may start later or run longer):
+    the frames whose lips are re-rendered, measured and shown for it."""
+    start, end = segment["start_s"], segment["end_s"]
+    if segment.get("placed_start_s") is not None:
+        start, end = min(start, segment["placed_start_s"]), max(end, segment["placed_end_s"])
+    return start, end
+
+
 def segment_sync(opening: np.ndarray, envelope: np.ndarray, frame_idx: np.ndarray,
                  max_offset: int) -> np.ndarray:
     """Sync curve of one line: the mouth around the line's frames against its envelope."""

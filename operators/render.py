@@ -31,7 +31,7 @@ from operators import lipsync
 from operators import uri as uris
 from operators.backends import load_renderer
 from operators.base import MissingDependency, Operator, Resources, add_model
-from operators.lip_model import landmarks_by_frame, track_series
+from operators.lip_model import frames_in, landmarks_by_frame, line_span_s, track_series
 from operators.media import frames
 from operators.schema import RESULT
 from operators.track_faces import load_faces_file
@@ -61,9 +61,7 @@ def dub_speech_16k(segments: list[dict], duration_s: float) -> np.ndarray:
     for s in segments:
         if s.get("fit_uri"):
             with uris.local_copy(s["fit_uri"]) as p:
-                speech, sr = audio.read_wav(p)
-            mono = speech.mean(axis=1, keepdims=True) if speech.ndim == 2 else speech[:, None]
-            placed.append((s["placed_start_s"], audio.resample(mono, sr, lipsync.SAMPLE_RATE_HZ)))
+                placed.append((s["placed_start_s"], audio.read_mono(p, lipsync.SAMPLE_RATE_HZ)[:, None]))
     return audio.place(placed, n_samples, lipsync.SAMPLE_RATE_HZ, 1)[:, 0]
 
 
@@ -75,8 +73,7 @@ def plan_spans(segments: list[dict], times: np.ndarray, faces: dict[str, np.ndar
         tid = s.get("speaker_track_id")
         if tid is None or not s.get("fit_uri"):
             continue
-        start = min(s["start_s"], s["placed_start_s"])
-        end = max(s["end_s"], s["placed_end_s"])
+        start, end = line_span_s(s)
         track_frames = track_series(faces, tid)[0]
         inside = track_frames[(times[track_frames] >= start) & (times[track_frames] < end)]
         if len(inside):
@@ -231,8 +228,7 @@ class RenderLips(Operator):
         rendered_frames = set(targets)
         for s in segments:
             if s.get("speaker_track_id") is not None and s.get("fit_uri"):
-                idx = np.flatnonzero((times >= min(s["start_s"], s["placed_start_s"]))
-                                     & (times < max(s["end_s"], s["placed_end_s"])))
+                idx = frames_in(times, *line_span_s(s))
                 s["lip_frames_rendered"] = int(sum(int(i) in rendered_frames for i in idx))
         return {**row, "segments": segments, "rendered_video_uri": rendered_video_uri,
                 "lip_status": "rendered", "lip_reason": reason,

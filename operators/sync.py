@@ -25,7 +25,7 @@ from operators import uri as uris
 from operators.backends import load_faces
 from operators.backends.protocols import FaceBox
 from operators.base import Operator, Resources
-from operators.lip_model import frames_in, landmarks_by_frame, segment_sync, track_series
+from operators.lip_model import frames_in, landmarks_by_frame, line_span_s, segment_sync, track_series
 from operators.media import frames
 from operators.render import dub_speech_16k
 from operators.schema import RESULT
@@ -63,14 +63,15 @@ class ScoreSync(Operator):
 
         # Which frames to measure, on which track: each line's dub time and source time, widened by the search.
         wanted: dict[int, int] = {}
+        speakers = {s["speaker_track_id"] for s in scored}
+        track_frames = {tid: set(track_series(faces, tid)[0].tolist()) for tid in speakers}
         for s in scored:
             tid = s["speaker_track_id"]
-            track_frames = set(track_series(faces, tid)[0].tolist())
-            lo = frames_in(times, min(s["start_s"], s["placed_start_s"]), max(s["end_s"], s["placed_end_s"]))
+            lo = frames_in(times, *line_span_s(s))
             if not len(lo):
                 continue
             for f in range(max(0, lo[0] - max_offset), min(len(times), lo[-1] + max_offset + 1)):
-                if f in track_frames:
+                if f in track_frames[tid]:
                     wanted[f] = tid
         source_lm = {tid: landmarks_by_frame(faces, tid) for tid in set(wanted.values())}
         measured: dict[int, dict[int, np.ndarray]] = {tid: {} for tid in source_lm}
@@ -98,7 +99,7 @@ class ScoreSync(Operator):
             if not s.get("lip_frames_rendered"):
                 continue
             tid = s["speaker_track_id"]
-            idx = frames_in(times, min(s["start_s"], s["placed_start_s"]), max(s["end_s"], s["placed_end_s"]))
+            idx = frames_in(times, *line_span_s(s))
             rendered = lipsync.mouth_change(rendered_lm.get(tid, {}), idx)
             source = lipsync.mouth_change(source_lm.get(tid, {}), idx)
             if rendered is not None and source:
