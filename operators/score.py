@@ -7,6 +7,8 @@ said it); the result's value is the mean over lines, weighted by length.
 """
 from __future__ import annotations
 
+import io
+
 import jiwer
 import numpy as np
 
@@ -15,6 +17,8 @@ from operators import uri as uris
 from operators.backends import load_asr, load_speaker_encoder
 from operators.base import Operator, Resources, add_model
 from operators.schema import RESULT
+
+VOICE_RATE_HZ = 16000   # what the speaker encoders take (asr_audio_uri is already at this rate)
 
 _NORMALIZE = jiwer.Compose([
     jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(), jiwer.Strip(),
@@ -49,11 +53,6 @@ def weighted_mean(values: list[float | None], weights: list[float]) -> float | N
     if not pairs:
         return None
     return float(sum(v * w for v, w in pairs) / sum(w for _, w in pairs))
-
-
-def read_16k_mono(path: str) -> np.ndarray:
-    samples, hz = audio.read_wav(path)
-    return audio.resample(audio.to_channels(samples, 1), hz, 16000)[:, 0]
 
 
 class Score(Operator):
@@ -94,18 +93,45 @@ class Score(Operator):
                                                        [s["back_text"] for s in dubbed])
             add_model(row, self.name, self.backend.model_info(lang))
         if self.voices is not None and dubbed and row.get("asr_audio_uri"):
-            scores["speaker_similarity"] = self._voice_similarity(row["asr_audio_uri"], dubbed)
+            scores["speaker_similarity"] = self._voice_similarity(row, dubbed)
             add_model(row, self.name, self.voices.model_info())
         return {**row, **scores, "segments": segments}
 
-    def _voice_similarity(self, source_uri: str, dubbed: list[dict]) -> float | None:
+    def _voice_similarity(self, row: dict, dubbed: list[dict]) -> float | None:
         """Per line: the dub's voice vs the source's in the same line. Sets segments' speaker_similarity."""
-        with uris.local_copy(source_uri) as path:
-            source = read_16k_mono(path)
+        source = self._source_voices(row)
         for s in dubbed:
-            original = self.voices.embed(source[round(s["start_s"] * 16000):round(s["end_s"] * 16000)])
             with uris.local_copy(s["fit_uri"]) as path:
-                dub = self.voices.embed(read_16k_mono(path))
+                dub = self.voices.embed(audio.read_mono(path, VOICE_RATE_HZ))
+            original = source.get(s["segment_id"])
             s["speaker_similarity"] = cosine(original, dub) if original is not None and dub is not None else None
         return weighted_mean([s["speaker_similarity"] for s in dubbed],
                              [s["end_s"] - s["start_s"] for s in dubbed])
+
+    def _source_voices(self, row: dict) -> dict[str, np.ndarray | None]:
+        """segment_id -> the source voice's embedding in that line (None: too little voice).
+
+        These depend on the video only, not on the language, so they are kept
+        in the work folder: the first language of a video computes them, the
+        others read them. Two languages scored at once may both compute them;
+        the file is written whole either way.
+        """
+        cache_uri = uris.join(self.work_dir, row["video_id"], f"source_voices.{self.voices.model_info().name}.npz")
+        known: dict[str, np.ndarray | None] = {}
+        if uris.exists(cache_uri):
+            with np.load(io.BytesIO(uris.read_bytes(cache_uri))) as data:
+                known = {str(k): (None if np.isnan(e).all() else e) for k, e in zip(data["ids"], data["embeddings"])}
+        missing = [s for s in row["segments"] if s["segment_id"] not in known]
+        if missing:
+            with uris.local_copy(row["asr_audio_uri"]) as path:
+                source = audio.read_mono(path, VOICE_RATE_HZ)
+            for s in missing:
+                known[s["segment_id"]] = self.voices.embed(
+                    source[round(s["start_s"] * VOICE_RATE_HZ):round(s["end_s"] * VOICE_RATE_HZ)])
+            dim = next((len(e) for e in known.values() if e is not None), 0)
+            buf = io.BytesIO()
+            np.savez(buf, ids=np.array(list(known)),
+                     embeddings=np.array([e if e is not None else np.full(dim, np.nan) for e in known.values()]
+                                         ).reshape(len(known), dim))
+            uris.write_bytes(cache_uri, buf.getvalue())
+        return known
