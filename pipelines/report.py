@@ -17,17 +17,19 @@ import io
 from collections import Counter
 
 from operators import manifest
+from operators.lip_model import line_span_s
+
 
 def _sync_ratio(row: dict) -> float | None:
     dub, source = row.get("sync_confidence"), row.get("source_sync_confidence")
     return dub / source if dub is not None and source else None
 
 
-def scores(review=None, fit=None) -> tuple[tuple, ...]:
+def scores() -> tuple[tuple, ...]:
     """Scores plotted per language: (label, value of a row, threshold lines at the [review] defaults)."""
-    from operators.config import FitConfig, ReviewConfig
+    from operators.config import ReviewConfig
 
-    review, fit = review or ReviewConfig(), fit or FitConfig()
+    review = ReviewConfig()
     return (
         ("back-transcription WER", lambda r: r.get("wer"), (review.max_wer,)),
         ("back-transcription CER", lambda r: r.get("cer"), (review.max_cer,)),
@@ -68,6 +70,13 @@ def reason_counts(rows: list[dict]) -> dict[str, Counter]:
         for kind in flags(r):
             out.setdefault(kind, Counter())[r["lang"]] += 1
     return dict(sorted(out.items(), key=lambda kv: (-sum(kv[1].values()), kv[0])))
+
+
+def lip_synced_worst_first(rows: list[dict]) -> list[dict]:
+    """Ok results whose lips were re-rendered, the one whose lip sync falls furthest below the source's first."""
+    rendered = [r for r in rows if r["status"] == "ok" and r.get("lip_status") == "rendered"]
+    return sorted(rendered, key=lambda r: ((r.get("sync_confidence") or 0) - (r.get("source_sync_confidence") or 0),
+                                           r["video_id"], r["lang"]))
 
 
 def worst_first(rows: list[dict]) -> list[dict]:
@@ -178,6 +187,10 @@ def flags(row: dict) -> list[str]:
     return list(dict.fromkeys(kinds))
 
 
+def _base64(png: bytes) -> str:
+    return base64.b64encode(png).decode()
+
+
 def _table(rows: list[dict], columns: tuple[str, ...]) -> str:
     head = "".join(f"<th title='{c}'>{LABELS.get(c, c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{_cell(r.get(c), c)}</td>" for c in columns) + "</tr>" for r in rows)
@@ -223,7 +236,7 @@ def write_html(out_dir: str, path: str, max_strips: int = 12) -> None:
     parts.append("<h2 id='scores'>Scores per language</h2><p>One dot per ok result; dashed red lines: the default "
                  "review thresholds (the voice threshold applies only to TTS that clones voices). What each score "
                  "means is in the README (\"The manifest\").</p>")
-    parts.append(f"<img alt='score distributions' src='data:image/png;base64,{base64.b64encode(score_png(rows)).decode()}'>")
+    parts.append(f"<img alt='score distributions' src='data:image/png;base64,{_base64(score_png(rows))}'>")
     flagged = worst_first(rows)
     parts.append(f"<h2 id='needs-review'>Needs review ({len(flagged)}), worst first</h2><table><tr><th>video</th>"
                  "<th>language</th><th>status</th><th>reasons</th></tr>")
@@ -242,9 +255,7 @@ def write_html(out_dir: str, path: str, max_strips: int = 12) -> None:
             continue
         parts.append(f"<h3>{html.escape(r['video_id'])} &rarr; {r['lang']}</h3>")
         parts.append(_table(segments, SEGMENT_COLUMNS))
-    rendered = [r for r in rows if r["status"] == "ok" and r.get("lip_status") == "rendered"]
-    rendered.sort(key=lambda r: ((r.get("sync_confidence") or 0) - (r.get("source_sync_confidence") or 0),
-                                 r["video_id"], r["lang"]))
+    rendered = lip_synced_worst_first(rows)
     parts.append("<h2 id='frames'>Frames around the worst-synced line</h2><p>For each result whose lips were "
                  "re-rendered (worst-synced first"
                  + (f", the first {max_strips}" if len(rendered) > max_strips else "")
@@ -265,7 +276,7 @@ def write_html(out_dir: str, path: str, max_strips: int = 12) -> None:
         parts.append(f"<p>source: <i>{html.escape(segment.get('source_text') or '')}</i><br>"
                      f"{r['lang']}: <i>{html.escape(segment.get('target_text') or '')}</i></p>"
                      f"<img alt='frames of {html.escape(r['video_id'])} {r['lang']}' "
-                     f"src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
+                     f"src='data:image/png;base64,{_base64(png)}'>")
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(parts))
 
@@ -279,13 +290,6 @@ def worst_synced_segment(row: dict) -> dict | None:
     if synced:
         return min(synced, key=lambda s: s["sync_confidence"] - (s.get("source_sync_confidence") or 0.0))
     return max(dubbed, key=lambda s: s["end_s"] - s["start_s"], default=None)
-
-
-def line_span_s(segment: dict) -> tuple[float, float]:
-    """Where the line is spoken in the source or the dub (the dub may start later or run longer)."""
-    starts = [segment["start_s"], segment.get("placed_start_s") or segment["start_s"]]
-    ends = [segment["end_s"], segment.get("placed_end_s") or segment["end_s"]]
-    return min(starts), max(ends)
 
 
 def _face_crop(row: dict, segment: dict, times_s: list[float], shape: tuple[int, ...]):
