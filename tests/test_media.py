@@ -1,0 +1,18 @@
+"""media.frames_at (the report's frame strips) against decoding every frame in order."""
+import numpy as np
+
+from catalogs import dummies
+from operators.media import frames, frames_at
+
+
+def test_frames_at_seeks_to_the_frame_shown_at_each_time_vfr_included(tmp_path):
+    path = str(tmp_path / "moving.mp4")
+    face = dummies.FaceSpec(dummies.portrait(), (160, 120), 100, path=lambda t: (60 * t, 0))   # every frame differs
+    dummies.talking_video(path, 3.0, [face], size=(320, 240), vfr=True)
+    every = [(f.time_s, f.image) for f in frames(path)]
+    times = [f[0] for f in every]
+    assert len(set(np.diff(np.round(times, 4)))) > 1                       # really variable frame rate
+    asked = [2.5, 0.0, times[17], times[17] + 0.001, (times[30] + times[31]) / 2, -1.0, 99.0]
+    expected = [max(0, int(np.searchsorted(times, t + 1e-6)) - 1) for t in asked]
+    for t, k, image in zip(asked, expected, frames_at(path, asked)):
+        assert np.array_equal(image, every[k][1]), (t, k)
