@@ -26,3 +26,30 @@ def test_the_original_line_cannot_be_heard_in_the_background(tmp_path, bed):
     inside = background[int(cues[0].start_s * sr):int(cues[0].end_s * sr)]
     outside = source[int(3.8 * sr):]
     assert level_db(inside) > level_db(outside) - 4.0                    # the bed stays (no ducking hole)
+
+
+def test_each_line_gets_its_own_loudness_in_the_source_and_the_dub(tmp_path):
+    """The source says line 2 10 dB quieter than line 1; the dub says both alike. One gain matches the
+    dialogue as a whole (by energy: 10 log10((1 + 0.1) / 2) = -2.6 dB under line 1), so per line the dub is
+    2.6 LU under the source in line 1 and 7.4 LU over it in line 2."""
+    from operators.config import Config
+    from operators.mix import Mix
+
+    sr, rng = 48000, np.random.default_rng(3)
+    source = np.zeros((6 * sr, 2), dtype=np.float32)
+    source[int(0.5 * sr):int(2.0 * sr)] = 0.2 * rng.standard_normal((int(1.5 * sr), 1))
+    source[int(3.5 * sr):int(5.0 * sr)] = 0.2 * 10 ** (-10 / 20) * rng.standard_normal((int(1.5 * sr), 1))
+    audio.write_wav(tmp_path / "source.wav", source, sr)
+    lines = []
+    for i, start in enumerate((0.5, 3.5)):
+        audio.write_wav(tmp_path / f"{i}.wav", 0.05 * rng.standard_normal((int(1.5 * 22050), 1)), 22050)
+        lines.append({"segment_id": f"v@{i}", "start_s": start, "end_s": start + 1.5, "target_text": "hola",
+                      "fit_uri": str(tmp_path / f"{i}.wav"), "placed_start_s": start, "placed_end_s": start + 1.5})
+    row = {"video_id": "v", "lang": "es", "source_audio_uri": str(tmp_path / "source.wav"), "segments": lines}
+    out = Mix(Config(), str(tmp_path / "work"), str(tmp_path / "out")).process_row(row)
+    one, two = out["segments"]
+    assert one["source_lufs"] - two["source_lufs"] == pytest.approx(10.0, abs=0.5)
+    assert one["dub_lufs"] == pytest.approx(two["dub_lufs"], abs=0.5)
+    assert one["loudness_diff_lu"] == pytest.approx(10 * np.log10(1.1 / 2), abs=0.5)
+    assert two["loudness_diff_lu"] - one["loudness_diff_lu"] == pytest.approx(10.0, abs=0.5)
+    assert abs(out["loudness_diff_lu"]) < 0.5                      # the dialogue as a whole is matched
