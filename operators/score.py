@@ -114,9 +114,13 @@ class Score(Operator):
         These depend on the video only, not on the language, so they are kept
         in the work folder: the first language of a video computes them, the
         others read them. Two languages scored at once may both compute them;
-        the file is written whole either way.
+        the file is written whole either way. The file is named after the
+        source track's checksum (fsspec: size and mtime, or the S3 ETag): a
+        run extracts the track anew, so a later run never reads stale voices.
         """
-        cache_uri = uris.join(self.work_dir, row["video_id"], f"source_voices.{self.voices.model_info().name}.npz")
+        fs, path = uris.filesystem(row["asr_audio_uri"])
+        name = f"source_voices.{self.voices.model_info().name}.{fs.checksum(path):x}.npz"
+        cache_uri = uris.join(self.work_dir, row["video_id"], name)
         known: dict[str, np.ndarray | None] = {}
         if uris.exists(cache_uri):
             with np.load(io.BytesIO(uris.read_bytes(cache_uri))) as data:
