@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
+from operators import uri as uris
 from operators.config import Config, ResourcesOverride
 from operators.schema import FAILED, SKIPPED, conform
 
@@ -106,15 +107,16 @@ class Operator:
             try:
                 result = self.process_row(dict(row))
             except SkipRow as e:
-                result = {**row, "status": SKIPPED, "error_stage": self.name, "error": str(e)}
+                result = {**row, "status": SKIPPED, "error_stage": self.name, "error": uris.redact_text(str(e))}
             except Exception as e:  # noqa: BLE001 - failures are data: the row is kept with the reason
+                # Redacted before it is logged or kept: a library's message may quote a presigned URL.
+                error = uris.redact_text(f"{type(e).__name__}: {e}")
                 if isinstance(e, (RowError, FileNotFoundError)):
-                    log.warning("%s failed on %s: %s", self.name, row.get("video_id"), e)
+                    log.warning("%s failed on %s: %s", self.name, row.get("video_id"), error)
                 else:
-                    log.warning("%s failed on %s: %s\n%s", self.name, row.get("video_id"), e,
-                                traceback.format_exc(limit=4))
-                result = {**row, "status": FAILED, "error_stage": self.name,
-                          "error": f"{type(e).__name__}: {e}"}
+                    log.warning("%s failed on %s: %s\n%s", self.name, row.get("video_id"), error,
+                                uris.redact_text(traceback.format_exc(limit=4)))
+                result = {**row, "status": FAILED, "error_stage": self.name, "error": error}
             wall_s = time.perf_counter() - started
             for r in result if isinstance(result, list) else [result]:
                 r["timings"] = list(r.get("timings") or []) + [{"stage": self.name, "wall_s": wall_s}]

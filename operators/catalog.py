@@ -32,25 +32,25 @@ class CatalogError(ValueError):
 
 def read_rows(catalog_uri: str) -> list[dict]:
     """Raw rows of a Parquet, CSV or JSONL catalog, in file order."""
-    lower = catalog_uri.lower()
+    lower = uris.path_of(catalog_uri).lower()
     try:
         data = uris.read_bytes(catalog_uri)
     except FileNotFoundError:
-        raise CatalogError(f"{catalog_uri}: catalog file not found") from None
+        raise CatalogError(f"{uris.redacted(catalog_uri)}: catalog file not found") from None
     if lower.endswith(".parquet"):
         import pyarrow.parquet as pq
 
         try:
             return pq.read_table(pa.BufferReader(data)).to_pylist()
         except pa.ArrowException as e:
-            raise CatalogError(f"{catalog_uri}: not a readable Parquet file: {e}") from None
+            raise CatalogError(f"{uris.redacted(catalog_uri)}: not a readable Parquet file: {e}") from None
     text = data.decode("utf-8-sig")
     if lower.endswith(".csv"):
         reader = csv.DictReader(io.StringIO(text))
         rows = []
         for row in reader:
             if None in row:
-                raise CatalogError(f"{catalog_uri}: row {len(rows) + 1}: more fields than the header has")
+                raise CatalogError(f"{uris.redacted(catalog_uri)}: row {len(rows) + 1}: more fields than the header has")
             rows.append({k.strip(): (v.strip() if v is not None and v.strip() != "" else None)
                          for k, v in row.items()})
         return rows
@@ -62,12 +62,12 @@ def read_rows(catalog_uri: str) -> list[dict]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise CatalogError(f"{catalog_uri}: line {n}: not valid JSON: {e.msg}") from None
+                raise CatalogError(f"{uris.redacted(catalog_uri)}: line {n}: not valid JSON: {e.msg}") from None
             if not isinstance(row, dict):
-                raise CatalogError(f"{catalog_uri}: line {n}: expected a JSON object, got {type(row).__name__}")
+                raise CatalogError(f"{uris.redacted(catalog_uri)}: line {n}: expected a JSON object, got {type(row).__name__}")
             rows.append(row)
         return rows
-    raise CatalogError(f"{catalog_uri}: unknown catalog format; use .parquet, .csv or .jsonl")
+    raise CatalogError(f"{uris.redacted(catalog_uri)}: unknown catalog format; use .parquet, .csv or .jsonl")
 
 
 def _lang_list(value) -> list[str] | None:
@@ -86,29 +86,35 @@ def parse_langs(value: str | list[str] | None, where: str = "--langs") -> list[s
     """Validated, normalised, de-duplicated language codes (order kept)."""
     out: list[str] = []
     for code in _lang_list(value) or []:
-        if not isinstance(code, str) or not languages.is_known(code):
-            raise CatalogError(f"{where}: unknown language code {code!r} (not known to espeak-ng or Piper)")
-        code = languages.normalize(code)
+        try:
+            code = languages.checked(code)
+        except ValueError as e:
+            raise CatalogError(f"{where}: {e}") from None
         if code not in out:
             out.append(code)
     return out
+
+
+def _is_subtitles(value) -> bool:
+    """An .srt or .vtt file, by the path's extension (a presigned URL's query comes after it)."""
+    return isinstance(value, str) and uris.path_of(value).lower().endswith(SUBTITLE_EXTENSIONS)
 
 
 def load_catalog(catalog_uri: str, default_langs: list[str] | None = None) -> pa.Table:
     """The validated catalog as an Arrow table of schema CATALOG, or CatalogError."""
     rows = read_rows(catalog_uri)
     if not rows:
-        raise CatalogError(f"{catalog_uri}: the catalog has no rows")
+        raise CatalogError(f"{uris.redacted(catalog_uri)}: the catalog has no rows")
     columns = set().union(*(r.keys() for r in rows))
     errors: list[str] = []
     missing = [c for c in REQUIRED if c not in columns]
     if missing:
-        raise CatalogError(f"{catalog_uri}: missing required column(s) {', '.join(missing)}; "
+        raise CatalogError(f"{uris.redacted(catalog_uri)}: missing required column(s) {', '.join(missing)}; "
                            f"found {', '.join(sorted(columns))}")
     unknown = sorted(c for c in columns
                      if c not in REQUIRED + OPTIONAL and not c.startswith(TRANSLATED_PREFIX))
     if unknown:
-        raise CatalogError(f"{catalog_uri}: unknown column(s) {', '.join(unknown)}; columns are "
+        raise CatalogError(f"{uris.redacted(catalog_uri)}: unknown column(s) {', '.join(unknown)}; columns are "
                            f"{', '.join(REQUIRED + OPTIONAL)} and {TRANSLATED_PREFIX}<lang>")
 
     seen: dict[str, int] = {}
@@ -120,7 +126,7 @@ def load_catalog(catalog_uri: str, default_langs: list[str] | None = None) -> pa
         def bad(field: str, msg: str) -> None:
             errors.append(f"{where}, field {field}: {msg}")
 
-        if not isinstance(vid, str) or not VIDEO_ID.match(vid):
+        if not isinstance(vid, str) or not VIDEO_ID.fullmatch(vid):
             bad("video_id", f"{vid!r} is not a valid id: use 1-128 of A-Z a-z 0-9 . _ -, starting with a "
                 "letter or digit (ids name output files, so no slashes or '..')")
         elif vid in seen:
@@ -141,14 +147,14 @@ def load_catalog(catalog_uri: str, default_langs: list[str] | None = None) -> pa
             bad("target_langs", "no target languages: give target_langs in the catalog or --langs")
         source_lang = raw.get("source_lang")
         if source_lang is not None:
-            if not isinstance(source_lang, str) or not languages.is_known(source_lang):
-                bad("source_lang", f"unknown language code {source_lang!r}")
-            else:
-                source_lang = languages.normalize(source_lang)
+            try:
+                source_lang = languages.checked(source_lang)
+            except ValueError as e:
+                bad("source_lang", str(e))
         src_subs = raw.get("source_subtitles_uri")
         if src_subs is not None:
-            if not isinstance(src_subs, str) or not src_subs.lower().endswith(SUBTITLE_EXTENSIONS):
-                bad("source_subtitles_uri", f"{src_subs!r}: expected an .srt or .vtt file")
+            if not _is_subtitles(src_subs):
+                bad("source_subtitles_uri", f"{uris.redacted(src_subs)!r}: expected an .srt or .vtt file")
             elif source_lang is None:
                 bad("source_lang", "required when source_subtitles_uri is given (subtitles do not say their language)")
         translations = []
@@ -156,13 +162,15 @@ def load_catalog(catalog_uri: str, default_langs: list[str] | None = None) -> pa
             value = raw[key]
             if value is None:
                 continue
-            lang = key[len(TRANSLATED_PREFIX):]
-            if not languages.is_known(lang):
-                bad(key, f"unknown language code {lang!r} in the column name")
-            elif not isinstance(value, str) or not value.lower().endswith(SUBTITLE_EXTENSIONS):
-                bad(key, f"{value!r}: expected an .srt or .vtt file")
+            try:
+                lang = languages.checked(key[len(TRANSLATED_PREFIX):])
+            except ValueError as e:
+                bad(key, f"in the column name: {e}")
+                continue
+            if not _is_subtitles(value):
+                bad(key, f"{uris.redacted(value)!r}: expected an .srt or .vtt file")
             else:
-                translations.append({"lang": languages.normalize(lang),
+                translations.append({"lang": lang,
                                      "subtitles_uri": uris.resolve(value, catalog_uri)})
         if video_uri is None:
             continue
@@ -178,5 +186,5 @@ def load_catalog(catalog_uri: str, default_langs: list[str] | None = None) -> pa
     if errors:
         shown = errors[:MAX_REPORTED]
         more = f"\n... and {len(errors) - MAX_REPORTED} more" if len(errors) > MAX_REPORTED else ""
-        raise CatalogError(f"{catalog_uri}: {len(errors)} problem(s):\n  " + "\n  ".join(shown) + more)
+        raise CatalogError(f"{uris.redacted(catalog_uri)}: {len(errors)} problem(s):\n  " + "\n  ".join(shown) + more)
     return conform(out, CATALOG)

@@ -65,6 +65,13 @@ class TTSConfig(_Section):
         default_factory=dict, description="Language -> Piper voice name, overriding the built-in table")
     espeak_words_per_min: int = Field(165, ge=80, le=400, description="espeak-ng speaking rate")
 
+    @field_validator("piper_voices")
+    @classmethod
+    def _known_languages(cls, v: dict[str, str]) -> dict[str, str]:
+        from operators.languages import checked
+
+        return {checked(lang): voice for lang, voice in v.items()}
+
 
 class FitConfig(_Section):
     max_speedup: float = Field(1.3, ge=1.0, le=3.0, description="Largest speech-rate increase applied to a dubbed line")

@@ -7,6 +7,7 @@ recorded per segment.
 from __future__ import annotations
 
 from operators import audio
+from operators import paths
 from operators import uri as uris
 from operators.base import Operator, Resources
 from operators.schema import RESULT
@@ -33,7 +34,7 @@ class FitDuration(Operator):
             with uris.local_copy(seg["tts_uri"]) as path:
                 speech, sr = audio.read_wav(path)
             fitted = audio.apply_fit(speech, sr, plan)
-            fit_uri = seg["tts_uri"].replace(".tts.wav", ".fit.wav")
+            fit_uri = paths.line_audio(self.work_dir, row["video_id"], row["lang"], i, "fit")
             with uris.staged_output(fit_uri) as local:
                 audio.write_wav(local, fitted, sr)
             segments[i] = {**seg, "fit_uri": fit_uri, "speech_rate": plan.rate,

@@ -110,6 +110,26 @@ def espeak_voice(code: str) -> str | None:
     return None
 
 
+def checked(code: object) -> str:
+    """A language code checked whole, normalised ('pt_BR' -> 'pt-br'); ValueError saying why not.
+
+    First BCP 47 syntax (langcodes, against the IANA subtag registry), then
+    known to raydub. The whole code is checked, not only its base: codes
+    become file and partition names (OUT/manifest/lang=<code>/), so
+    'de-/../../x' or 'es-<img ...>' must never get past here.
+    """
+    import langcodes
+
+    if not isinstance(code, str) or not code.strip():
+        raise ValueError(f"expected a language code like 'es' or 'pt-BR', got {code!r}")
+    tag = code.strip().replace("_", "-")
+    if not langcodes.tag_is_valid(tag):
+        raise ValueError(f"{code!r} is not a BCP 47 language tag (like 'es', 'pt-BR', 'es-419')")
+    if not is_known(tag):
+        raise ValueError(f"unknown language code {code!r} (not known to espeak-ng or Piper)")
+    return normalize(tag)
+
+
 def is_known(code: str) -> bool:
     """Whether raydub can speak this language at all (espeak-ng or a default Piper voice)."""
     from operators.models import DEFAULT_PIPER_VOICES

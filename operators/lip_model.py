@@ -20,6 +20,7 @@ import numpy as np
 from operators import audio
 from operators import face_geometry as geometry
 from operators import lipsync
+from operators import paths
 from operators import uri as uris
 from operators.base import Operator, Resources
 from operators.schema import VIDEO
@@ -129,7 +130,7 @@ class FitLipModel(Operator):
 
         lip_models_uri = None
         if models:
-            lip_models_uri = uris.join(self.work_dir, row["video_id"], "lip_models.npz")
+            lip_models_uri = paths.video_work(self.work_dir, row["video_id"], "lip_models.npz")
             buffer = io.BytesIO()
             np.savez(buffer, track_ids=np.array(sorted(models), dtype=np.int32), **arrays)
             uris.write_bytes(lip_models_uri, buffer.getvalue())

@@ -17,19 +17,38 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from operators import paths
 from operators import uri as uris
 from operators.schema import MANIFEST_VERSION, OK, RESULT, SEGMENT_ROW, conform
 
 OUTPUT_COLUMNS = ("video_out_uri", "dub_audio_uri", "subtitles_out_uri")
 
 
+def public(row: dict) -> dict:
+    """The row as it may be stored and shown: catalog URIs and every message redacted (uri.redacted).
+
+    Rows carry the catalog's URIs as given, credentials included, since the
+    stages read the media through them; every row is made public here before
+    it is written (marker, manifest, segments) or printed.
+    """
+    row = dict(row)
+    for key in ("uri", "source_subtitles_uri"):
+        row[key] = uris.redacted(row.get(key))
+    row["translations"] = [{**t, "subtitles_uri": uris.redacted(t.get("subtitles_uri"))}
+                           for t in row.get("translations") or []]
+    row["models"] = [{**m, "source": uris.redacted(m.get("source"))} for m in row.get("models") or []]
+    row["error"] = uris.redact_text(row.get("error"))
+    row["review_reasons"] = [uris.redact_text(r) for r in row.get("review_reasons") or []]
+    return row
+
+
 def marker_uri(work_dir: str, video_id: str, lang: str) -> str:
-    return uris.join(work_dir, "_results", video_id, f"{lang}.parquet")
+    return paths.marker(work_dir, video_id, lang)
 
 
 def write_marker(work_dir: str, row: dict) -> None:
     buf = io.BytesIO()
-    pq.write_table(conform([row], RESULT), buf)
+    pq.write_table(conform([public(row)], RESULT), buf)
     uris.write_bytes(marker_uri(work_dir, row["video_id"], row["lang"]), buf.getvalue())
 
 
@@ -75,6 +94,7 @@ def segment_rows(results: list[dict]) -> list[dict]:
 def write_manifest(out_dir: str, results: list[dict]) -> None:
     """Rewrite OUT/manifest and OUT/segments, one file per language (the language is the folder)."""
     results = sorted(results, key=lambda r: (r["lang"], r["video_id"]))
+    results = [public(r) for r in results]
     _write_partitioned(uris.join(out_dir, "manifest"), conform(results, RESULT))
     _write_partitioned(uris.join(out_dir, "segments"), conform(segment_rows(results), SEGMENT_ROW))
 
@@ -90,7 +110,7 @@ def _write_partitioned(root_uri: str, table: pa.Table) -> None:
         part = table.filter(pc.equal(table.column("lang"), lang)).drop_columns(["lang"])
         buf = io.BytesIO()
         pq.write_table(part, buf)
-        uris.write_bytes(uris.join(root_uri, f"lang={lang}", "part-0.parquet"), buf.getvalue())
+        uris.write_bytes(paths.partition(root_uri, lang), buf.getvalue())
 
 
 def previous_results(out_dir: str, work_dir: str) -> dict[tuple[str, str], dict]:

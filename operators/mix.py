@@ -4,13 +4,10 @@ from __future__ import annotations
 import numpy as np
 
 from operators import audio, subtitles
+from operators import paths
 from operators import uri as uris
 from operators.base import Operator, Resources
 from operators.schema import RESULT
-
-
-def output_uri(out_dir: str, video_id: str, lang: str, suffix: str) -> str:
-    return uris.join(out_dir, "videos", video_id, f"{video_id}.{lang}{suffix}")
 
 
 class Mix(Operator):
@@ -60,10 +57,10 @@ class Mix(Operator):
         mixed, _ = audio.limit_peak(background + dub, sr, ceiling_dbfs=-1.0)
 
         lang, vid = row["lang"], row["video_id"]
-        dub_audio_uri = output_uri(self.out_dir, vid, lang, ".wav")
+        dub_audio_uri = paths.output(self.out_dir, vid, lang, ".wav")
         with uris.staged_output(dub_audio_uri) as local:
             audio.write_wav(local, mixed, sr)
-        subtitles_out_uri = output_uri(self.out_dir, vid, lang, ".srt")
+        subtitles_out_uri = paths.output(self.out_dir, vid, lang, ".srt")
         subtitles.write_srt([subtitles.Cue(s["placed_start_s"], s["placed_end_s"], s["target_text"])
                              for s in dubbed], subtitles_out_uri)
         diff = dub_lufs - source_lufs if np.isfinite(dub_lufs) and np.isfinite(source_lufs) else None

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import contextlib
 
-from operators import languages
+from operators import languages, paths
 from operators import uri as uris
 from operators.base import Operator, Resources, require_binary
 from operators.media import ffmpeg, probe
-from operators.mix import output_uri
 from operators.schema import RESULT
 
 
@@ -24,7 +23,7 @@ class Mux(Operator):
     def process_row(self, row: dict) -> dict:
         out = self.config.output
         lang, src_lang = row["lang"], row["source_lang"]
-        video_out_uri = output_uri(self.out_dir, row["video_id"], lang, ".mp4")
+        video_out_uri = paths.output(self.out_dir, row["video_id"], lang, ".mp4")
         bitrate = f"{out.audio_bitrate_kbps}k"
         with contextlib.ExitStack() as stack:
             source = stack.enter_context(uris.local_copy(row["uri"]))

@@ -1,6 +1,7 @@
 """Probe a source video and extract its audio once, for every language after it."""
 from __future__ import annotations
 
+from operators import paths
 from operators import uri as uris
 from operators.base import Operator, Resources, require_binary
 from operators.media import MediaError, check_complete, ffmpeg, probe
@@ -23,9 +24,8 @@ class ProbeMedia(Operator):
         require_binary("ffmpeg", "ffmpeg")
 
     def process_row(self, row: dict) -> dict:
-        work = uris.join(self.work_dir, row["video_id"])
         if not uris.exists(row["uri"]):
-            raise MediaError(f"source video not found: {row['uri']}")
+            raise MediaError(f"source video not found: {uris.redacted(row['uri'])}")
         with uris.local_copy(row["uri"]) as path:
             p = probe(path)
             check_complete(path)
@@ -33,8 +33,8 @@ class ProbeMedia(Operator):
                 raise MediaError("no audio stream: there is no speech to dub")
             if p.audio_duration_s is not None and p.audio_duration_s < p.duration_s - MAX_AUDIO_SHORTFALL_S:
                 raise MediaError(f"audio ends at {p.audio_duration_s:.2f} s of {p.duration_s:.2f} s (truncated?)")
-            source_audio = uris.join(work, "source.wav")
-            asr_audio = uris.join(work, "asr16k.wav")
+            source_audio = paths.video_work(self.work_dir, row["video_id"], "source.wav")
+            asr_audio = paths.video_work(self.work_dir, row["video_id"], "asr16k.wav")
             with uris.staged_output(source_audio) as hi, uris.staged_output(asr_audio) as lo:
                 # One decode, two outputs: full quality for the mix, 16 kHz mono for ASR.
                 # apad + -t: both exactly as long as the picture, even where the audio ends early.

@@ -28,6 +28,7 @@ import numpy as np
 from operators import audio
 from operators import face_geometry as geometry
 from operators import lipsync
+from operators import paths
 from operators import uri as uris
 from operators.backends import load_renderer
 from operators.base import MissingDependency, Operator, Resources, add_model
@@ -218,7 +219,7 @@ class RenderLips(Operator):
                     targets[f] = (tid, geometry.lips_in_image(lm_by_frame[f], shape))
 
         renderers = {tid: self._prepared_renderer(faces, tid) for tid in {t for t, _ in targets.values()}}
-        rendered_video_uri = uris.join(self.work_dir, row["video_id"], "render", f"{row['lang']}.mp4")
+        rendered_video_uri = paths.rendered_video(self.work_dir, row["video_id"], row["lang"])
         with uris.local_copy(row["uri"]) as src, uris.staged_output(rendered_video_uri) as out:
             written = self._encode(src, out, targets, faces, renderers, speech)
         if written != len(times):           # the frames face tracking saw, one for one

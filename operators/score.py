@@ -13,6 +13,7 @@ import jiwer
 import numpy as np
 
 from operators import audio
+from operators import paths
 from operators import uri as uris
 from operators.backends import load_asr, load_speaker_encoder
 from operators.base import Operator, Resources, add_model
@@ -120,7 +121,7 @@ class Score(Operator):
         """
         fs, path = uris.filesystem(row["asr_audio_uri"])
         name = f"source_voices.{self.voices.model_info().name}.{fs.checksum(path):x}.npz"
-        cache_uri = uris.join(self.work_dir, row["video_id"], name)
+        cache_uri = paths.video_work(self.work_dir, row["video_id"], name)
         known: dict[str, np.ndarray | None] = {}
         if uris.exists(cache_uri):
             with np.load(io.BytesIO(uris.read_bytes(cache_uri))) as data:

@@ -22,11 +22,11 @@ _TAGS = re.compile(r"<[^>]+>|\{[^}]*\}")
 def read_cues(uri: str) -> list[Cue]:
     """Cues in time order, markup stripped; empty cues dropped."""
     text = uris.read_text(uri)
-    fmt = "vtt" if uri.lower().endswith(".vtt") else "srt"
+    fmt = "vtt" if uris.path_of(uri).lower().endswith(".vtt") else "srt"
     try:
         subs = pysubs2.SSAFile.from_string(text, format_=fmt)
     except Exception as e:  # pysubs2 raises several types for malformed files
-        raise ValueError(f"{uri}: not a readable {fmt.upper()} file: {e}") from None
+        raise ValueError(f"{uris.redacted(uri)}: not a readable {fmt.upper()} file: {e}") from None
     cues = []
     for event in subs:
         if event.is_comment:

@@ -1,6 +1,7 @@
 """Speak each segment's target text in the target language."""
 from __future__ import annotations
 
+from operators import paths
 from operators import uri as uris
 from operators.backends import load_tts
 from operators.base import Operator, Resources, RowError, add_model, require_binary
@@ -26,13 +27,12 @@ class Synthesize(Operator):
         lang = row["lang"]
         if not self.backend.supports(lang):
             raise RowError(f"no voice for language {lang!r} in the {self.config.tts.backend!r} TTS backend")
-        folder = uris.join(self.work_dir, row["video_id"], lang)
         segments = []
         for i, seg in enumerate(row["segments"]):
             if not seg["target_text"]:
                 segments.append(seg)
                 continue
-            tts_uri = uris.join(folder, f"{i:04d}.tts.wav")
+            tts_uri = paths.line_audio(self.work_dir, row["video_id"], lang, i, "tts")
             with uris.staged_output(tts_uri) as local:
                 duration_s = self.backend.synthesize(seg["target_text"], lang, local)
             segments.append({**seg, "tts_uri": tts_uri, "tts_duration_s": duration_s})

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from operators import face_geometry as geometry
+from operators import paths
 from operators import uri as uris
 from operators.backends import load_faces
 from operators.backends.protocols import FaceBox
@@ -148,7 +149,7 @@ class TrackFaces(Operator):
         done += active
         tracks = [t for t in done if t.frames]
         times_s = np.array(times)
-        faces_uri = uris.join(self.work_dir, row["video_id"], "faces.npz")
+        faces_uri = paths.video_work(self.work_dir, row["video_id"], "faces.npz")
         _save(faces_uri, times_s, tracks, cfg.smooth_frames)
         add_model(row, self.name, self.backend.model_info())
         return {**row, "faces_uri": faces_uri,

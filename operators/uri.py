@@ -9,43 +9,89 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
 import fsspec
+
+REDACTED = "REDACTED"
+# A URI inside free text (an error message, a log line): scheme://, up to a space, quote or bracket.
+_URI_IN_TEXT = re.compile(r"""[A-Za-z][A-Za-z0-9+.-]{1,15}://[^\s'"<>()\[\]]+""")
+# Signature and token parameters outside a URI (a library may print a query string on its own).
+_SECRET_PARAM = re.compile(
+    r"(?i)\b(x-amz-[a-z-]+|x-goog-[a-z-]+|signature|sig|se|sv|token|access_token|id_token|api_key|apikey|"
+    r"key|password|passwd|secret|credential|awsaccesskeyid|policy|key-pair-id|code|auth)=([^&\s'\"<>]+)")
 
 
 def is_local(uri: str) -> bool:
     return "://" not in uri or uri.startswith("file://")
 
 
-def _strip_file(uri: str) -> str:
+def strip_file(uri: str) -> str:
     return uri[len("file://"):] if uri.startswith("file://") else uri
+
+
+def redacted(uri: str) -> str:
+    """The URI as it may be stored or shown: no user:password@, every query value and the fragment replaced.
+
+    Every query value goes, not only known signature parameters: presigned
+    URLs (S3, GCS, Azure SAS, CloudFront) each name their tokens differently,
+    and a query never says more about the media than its path does. The
+    unredacted URI is used only to read the media.
+    """
+    if not isinstance(uri, str) or "://" not in uri:
+        return uri
+    try:
+        parts = urllib.parse.urlsplit(uri)
+    except ValueError:
+        return REDACTED
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{REDACTED}@{netloc.rsplit('@', 1)[1]}"
+    query = "&".join(f"{k}={REDACTED}" if v or "=" in pair else k
+                     for pair in parts.query.split("&") if pair
+                     for k, _, v in [pair.partition("=")])
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, REDACTED if parts.fragment else ""))
+
+
+def redact_text(text: str) -> str:
+    """Free text (an error, a log line) with every URI in it redacted, and stray token parameters too."""
+    if not isinstance(text, str):
+        return text
+    text = _URI_IN_TEXT.sub(lambda m: redacted(m.group(0)), text)
+    return _SECRET_PARAM.sub(lambda m: f"{m.group(1)}={REDACTED}" if m.group(2) != REDACTED else m.group(0), text)
+
+
+def path_of(uri: str) -> str:
+    """The path part of a URI, without query or fragment (for its extension or file name)."""
+    return urllib.parse.urlsplit(uri).path if "://" in uri and not uri.startswith("file://") else strip_file(uri)
 
 
 def join(base: str, *parts: str) -> str:
     if is_local(base):
-        return str(Path(_strip_file(base), *parts))
+        return str(Path(strip_file(base), *parts))
     return "/".join([base.rstrip("/"), *[p.strip("/") for p in parts]])
 
 
 def resolve(uri: str, relative_to: str) -> str:
     """A catalog's relative path, resolved against the folder the catalog is in."""
-    if not is_local(uri) or os.path.isabs(_strip_file(uri)):
-        return _strip_file(uri) if is_local(uri) else uri
+    if not is_local(uri) or os.path.isabs(strip_file(uri)):
+        return strip_file(uri) if is_local(uri) else uri
     return join(parent(relative_to), uri)
 
 
 def absolute(uri: str) -> str:
     """A local path made absolute (the manifest's URIs must not depend on the working directory); others as they are."""
-    return str(Path(_strip_file(uri)).resolve()) if is_local(uri) else uri
+    return str(Path(strip_file(uri)).resolve()) if is_local(uri) else uri
 
 
 def parent(uri: str) -> str:
     if is_local(uri):
-        return str(Path(_strip_file(uri)).resolve().parent)
+        return str(Path(strip_file(uri)).resolve().parent)
     return uri.rsplit("/", 1)[0]
 
 
@@ -84,7 +130,7 @@ def write_text(uri: str, text: str) -> None:
 def upload(local_path: str, uri: str) -> str:
     """Put a finished local file at `uri` (atomically for local targets)."""
     if is_local(uri):
-        dest = Path(_strip_file(uri))
+        dest = Path(strip_file(uri))
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(dest.name + ".part")
         shutil.copyfile(local_path, tmp)
@@ -99,7 +145,7 @@ def upload(local_path: str, uri: str) -> str:
 def local_copy(uri: str) -> Iterator[str]:
     """A local path with the content of `uri` (the file itself when it is local)."""
     if is_local(uri):
-        path = _strip_file(uri)
+        path = strip_file(uri)
         if not os.path.exists(path):
             raise FileNotFoundError(f"no such file: {uri}")
         yield path
@@ -108,7 +154,8 @@ def local_copy(uri: str) -> Iterator[str]:
     if not fs.exists(path):
         raise FileNotFoundError(f"no such object: {uri}")
     with tempfile.TemporaryDirectory(prefix="raydub-") as tmp:
-        local = os.path.join(tmp, os.path.basename(path) or "file")
+        # The name only, never the query: a presigned URL's signature must not become a file name.
+        local = os.path.join(tmp, os.path.basename(path_of(uri)) or "file")
         fs.get_file(path, local)
         yield local
 

@@ -5,6 +5,7 @@ import argparse
 import logging
 import sys
 
+from operators import uri as uris
 from operators.base import MissingDependency
 from operators.catalog import CatalogError, load_catalog, parse_langs
 from operators.config import Config, ConfigError, defaults_toml
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "validate":
             table = load_catalog(args.catalog, default_langs=parse_langs(args.langs))
             pairs = sum(len(x) for x in table.column("target_langs").to_pylist())
-            print(f"{args.catalog}: ok, {table.num_rows} videos, {pairs} (video, language) pairs")
+            print(f"{uris.redacted(args.catalog)}: ok, {table.num_rows} videos, {pairs} (video, language) pairs")
             return 0
         if args.command == "report":
             return _report(args)
@@ -62,7 +63,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(args) -> int:
-    from operators import uri as uris
     from pipelines.report import print_report, write_html
 
     try:

@@ -161,7 +161,7 @@ def run(catalog_uri: str, out_dir: str, langs: list[str] | None = None, config: 
             for batch in ds.iter_batches(batch_size=1, batch_format="pyarrow", prefetch_batches=0):
                 for row in batch.to_pylist():
                     row["status"] = row["status"] or OK
-                    row = review.apply(row, config)
+                    row = review.apply(manifest.public(row), config)
                     manifest.write_marker(work_dir, row)
                     results.append(row)
                     if on_result:
@@ -197,7 +197,7 @@ def _exactly_once(todo: list[dict], results: list[dict], work_dir: str, config: 
                 lost = {**row, "lang": lang, "result_id": result_id(row["video_id"], lang),
                         "manifest_version": MANIFEST_VERSION, "status": FAILED, "error_stage": "pipeline",
                         "error": "the result did not come back from the pipeline (lost worker?); re-run to retry"}
-                lost = review.apply(lost, config)
+                lost = review.apply(manifest.public(lost), config)
                 manifest.write_marker(work_dir, lost)
                 by_pair[row["video_id"], lang] = lost
     return list(by_pair.values())

@@ -38,7 +38,9 @@ def test_three_formats_give_the_same_table(tmp_path):
     ([{"video_id": "../x", "uri": "x.mp4"}], "row 1 (video_id '../x'), field video_id"),
     ([{"video_id": "a/b", "uri": "x.mp4"}], "field video_id"),
     ([{"video_id": "a", "uri": "x.mp4", "target_langs": ["es", "xx"]}],
-     "row 1 (video_id 'a'), field target_langs: unknown language code 'xx'"),
+     "row 1 (video_id 'a'), field target_langs: 'xx' is not a BCP 47 language tag"),
+    ([{"video_id": "a", "uri": "x.mp4", "target_langs": ["qaa"]}],      # well-formed, but nobody speaks it
+     "row 1 (video_id 'a'), field target_langs: unknown language code 'qaa'"),
     ([{"video_id": "a", "uri": ""}], "field uri: missing or empty"),
     ([{"video_id": "a", "uri": "x.mp4", "source_subtitles_uri": "s.srt"}], "field source_lang: required"),
     ([{"video_id": "a", "uri": "x.mp4", "subtitles_uri_de": "s.txt"}], "field subtitles_uri_de"),
@@ -77,5 +79,46 @@ def test_malformed_files(tmp_path):
 
 def test_parse_langs_normalises_and_dedupes():
     assert parse_langs("es, de,ES,pt_BR") == ["es", "de", "pt-br"]
-    with pytest.raises(CatalogError, match="unknown language code 'klingon'"):
+    with pytest.raises(CatalogError, match="'klingon' is not a BCP 47 language tag"):
         parse_langs("es,klingon")
+
+
+# Each of these passed validation before (only the part before the first '-' was checked), and the
+# code then became part of output and work paths, or was printed into report.html.
+HOSTILE_CODES = ["de-/../../../outside", "es-<img src=x onerror=alert(1)>", "de-..", "es-x/../../y",
+                 "de-\\..\\..\\w", "es-%2e%2e", "de-\nx", "es-419/.."]
+
+
+@pytest.mark.parametrize("code", HOSTILE_CODES)
+def test_a_language_code_is_checked_whole_wherever_it_enters(tmp_path, code):
+    (tmp_path / "s.srt").write_text("")
+    def problem(row, default_langs=("es",)):
+        with pytest.raises(CatalogError) as e:
+            load_catalog(_jsonl(tmp_path, [{"video_id": "a", "uri": "x.mp4", **row}]), list(default_langs))
+        return str(e.value)
+
+    assert "row 1 (video_id 'a'), field target_langs: " in problem({"target_langs": ["es", code]})
+    assert "row 1 (video_id 'a'), field source_lang: " in problem({"source_lang": code})
+    column = f"subtitles_uri_{code}"
+    assert f"row 1 (video_id 'a'), field {column}: in the column name" in problem({column: "s.srt"})
+    with pytest.raises(CatalogError, match="--langs: "):
+        parse_langs(f"es,{code}")
+    from operators.config import Config, ConfigError
+    with pytest.raises(ConfigError, match="tts.piper_voices"):
+        Config.from_dict({"tts": {"piper_voices": {code: "en_US-lessac-medium"}}})
+
+
+def test_valid_tags_are_normalised_everywhere(tmp_path):
+    (tmp_path / "s.srt").write_text("")
+    row = {"video_id": "a", "uri": "x.mp4", "target_langs": "pt_BR, es-419", "source_lang": "EN",
+           "subtitles_uri_pt-BR": "s.srt"}
+    (got,) = load_catalog(_jsonl(tmp_path, [row])).to_pylist()
+    assert got["target_langs"] == ["pt-br", "es-419"] and got["source_lang"] == "en"
+    assert got["translations"][0]["lang"] == "pt-br"
+
+
+def test_a_presigned_subtitles_url_is_judged_by_its_path():
+    from operators.catalog import _is_subtitles
+
+    assert _is_subtitles("https://h/s.srt?X-Amz-Signature=abc&X-Amz-Credential=k")
+    assert not _is_subtitles("https://h/s.txt?x=.srt")

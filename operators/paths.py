@@ -1,0 +1,95 @@
+"""Every output and work path that a catalog value goes into, built in one place.
+
+Catalog values (video ids, language codes) are written by people and scripts
+outside raydub, and on a cluster the workers can write wherever the job's
+role can. So no stage joins them into a path by hand: each path below is
+built from ids by `under`, which accepts only plain file-name parts and
+checks that the result stays under its root (OUT or the work dir). The
+catalog's own validation keeps ids and codes clean; this is the second
+line, where the files are actually written.
+
+Paths are derived from ids and positions only, never by editing another
+path: two different (video, language, line) can never name the same file.
+
+    WORK/<video_id>/source.wav, asr16k.wav, faces.npz, lip_models.npz   per video
+    WORK/<video_id>/<lang>/<line:04d>.tts.wav, .fit.wav                  per line and language
+    WORK/<video_id>/render/<lang>.mp4                                   re-rendered picture
+    WORK/_results/<video_id>/<lang>.parquet                             result markers
+    OUT/videos/<video_id>/<video_id>.<lang>.mp4 (.wav, .srt)            outputs
+    OUT/manifest/lang=<lang>/part-0.parquet                             manifest partitions
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+
+from operators import uri as uris
+
+# A file or folder name: no separators, no "..", nothing a shell or URL treats specially.
+_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=-]{0,199}")
+# raydub's own folder names may also start with "_" (_results), which no id or code can.
+_OWN_PART = re.compile(r"_?[A-Za-z0-9][A-Za-z0-9._=-]{0,199}")
+
+
+class UnsafePath(ValueError):
+    """A catalog value would make a path outside OUT or the work dir: a bug upstream, or an attack."""
+
+
+def _normalized(uri: str) -> str:
+    if uris.is_local(uri):
+        return os.path.normpath(os.path.abspath(uris.strip_file(uri)))
+    scheme, rest = uri.split("://", 1)
+    return f"{scheme}://{posixpath.normpath(rest)}"
+
+
+def _safe(part: object, pattern: re.Pattern = _PART) -> str:
+    if not isinstance(part, str) or not pattern.fullmatch(part) or ".." in part:
+        raise UnsafePath(f"{part!r} is not a safe file name (1-200 of A-Z a-z 0-9 . _ = -, "
+                         f"starting with a letter or digit, no '..')")
+    return part
+
+
+def under(root: str, *parts: str) -> str:
+    """root/part/part/...; each part a plain name, and the result inside root, else UnsafePath."""
+    for part in parts:
+        _safe(part, _OWN_PART)
+    path = uris.join(root, *parts)
+    base, full = _normalized(root), _normalized(path)
+    if not full.startswith(base.rstrip("/" + os.sep) + ("/" if not uris.is_local(root) else os.sep)):
+        raise UnsafePath(f"{path!r} is outside {root!r}")
+    return path
+
+
+# --- the work dir ---------------------------------------------------------------
+
+def video_work(work_dir: str, video_id: str, name: str) -> str:
+    """A per-video artifact (source audio, faces, lip models, caches)."""
+    return under(work_dir, _safe(video_id), name)
+
+
+def line_audio(work_dir: str, video_id: str, lang: str, line: int, stage: str) -> str:
+    """One dubbed line's audio as a stage left it: stage 'tts' (synthesized) or 'fit' (as placed)."""
+    if stage not in ("tts", "fit"):
+        raise ValueError(f"unknown line audio stage {stage!r}")
+    return under(work_dir, _safe(video_id), _safe(lang), f"{int(line):04d}.{stage}.wav")
+
+
+def rendered_video(work_dir: str, video_id: str, lang: str) -> str:
+    return under(work_dir, _safe(video_id), "render", f"{_safe(lang)}.mp4")
+
+
+def marker(work_dir: str, video_id: str, lang: str) -> str:
+    return under(work_dir, "_results", _safe(video_id), f"{_safe(lang)}.parquet")
+
+
+# --- OUT --------------------------------------------------------------------------
+
+def output(out_dir: str, video_id: str, lang: str, suffix: str) -> str:
+    """A finished output: suffix '.mp4', '.wav' or '.srt'."""
+    return under(out_dir, "videos", _safe(video_id), f"{video_id}.{_safe(lang)}{suffix}")
+
+
+def partition(root: str, lang: str) -> str:
+    """One language's file of a Parquet table partitioned by language (manifest/, segments/)."""
+    return under(root, f"lang={_safe(lang)}", "part-0.parquet")
