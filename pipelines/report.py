@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from collections import Counter
 
 from operators import manifest
@@ -162,6 +163,21 @@ LABELS = {
 }
 
 
+def _h(value) -> str:
+    """Text as HTML that shows as written, in element content or a quoted attribute alike.
+
+    Everything a catalog or a run put in the manifest (ids, languages, subtitles, errors, URIs) is written
+    by outsiders and read in a browser: every value goes into the page through here.
+    """
+    return html.escape(str(value), quote=True)
+
+
+def markdown_text(value) -> str:
+    """Text for a Markdown display (the notebook) that shows as written: Markdown's punctuation
+    backslash-escaped, then HTML's characters as entities (a Markdown renderer passes raw HTML through)."""
+    return _h(re.sub(r"([\\`*_{}\[\]()#+\-.!|~$])", r"\\\1", str(value)))
+
+
 def _cell(value, column: str = "") -> str:
     if value is None:
         return ""
@@ -172,8 +188,8 @@ def _cell(value, column: str = "") -> str:
             return f"{value:.0%}"
         return f"{value:.2f}".replace("-0.00", "0.00")
     if isinstance(value, list):
-        return html.escape(", ".join(str(v) for v in value))
-    return html.escape(str(value))
+        return _h(", ".join(str(v) for v in value))
+    return _h(value)
 
 
 RESULT_COLUMNS = ("video_id", "lang", "status", "needs_review", "flags", "wer", "cer", "speaker_similarity",
@@ -192,7 +208,7 @@ def _base64(png: bytes) -> str:
 
 
 def _table(rows: list[dict], columns: tuple[str, ...]) -> str:
-    head = "".join(f"<th title='{c}'>{LABELS.get(c, c)}</th>" for c in columns)
+    head = "".join(f"<th title='{_h(c)}'>{_h(LABELS.get(c, c))}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{_cell(r.get(c), c)}</td>" for c in columns) + "</tr>" for r in rows)
     return f"<div class='wide'><table><tr>{head}</tr>{body}</table></div>"
 
@@ -204,25 +220,25 @@ def write_html(out_dir: str, path: str, max_strips: int = 12) -> None:
     if not rows:
         raise FileNotFoundError(f"no manifest in {out_dir}")
     langs = sorted({r["lang"] for r in rows})
-    parts = [f"<!doctype html><meta charset='utf-8'><title>raydub report: {html.escape(out_dir)}</title>",
+    parts = [f"<!doctype html><meta charset='utf-8'><title>raydub report: {_h(out_dir)}</title>",
              "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
              "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px;vertical-align:top}"
              "th{background:#f4f4f4}.wide{overflow-x:auto}.bad{color:#b00}img{max-width:100%}</style>",
-             f"<h1>raydub quality report</h1><p>{html.escape(out_dir)}: {len(rows)} results "
+             f"<h1>raydub quality report</h1><p>{_h(out_dir)}: {len(rows)} results "
              f"(manifest version {_cell(rows[0].get('manifest_version'))}). A result is one video in one "
              "language. It <b>needs review</b> when it failed, was skipped, or a score crossed a threshold "
              "of the run's <code>[review]</code> config; the reasons say which and by how much.</p>",
              "<h2 id='summary'>Summary per language</h2><table><tr><th>language</th><th>ok</th><th>failed</th>"
              "<th>skipped</th><th>needs review</th></tr>"]
     for lang, c in sorted(summary(rows).items()):
-        parts.append(f"<tr><td>{lang}</td>" + "".join(f"<td>{c[k]}</td>" for k in
+        parts.append(f"<tr><td>{_h(lang)}</td>" + "".join(f"<td>{c[k]}</td>" for k in
                                                        ("ok", "failed", "skipped", "needs review")) + "</tr>")
     parts.append("</table>")
     parts.append("<h2 id='attention'>What the flags are about</h2><p>Results flagged for each kind of reason "
                  "(one result can have several).</p><table><tr><th>reason</th>"
-                 + "".join(f"<th>{lang}</th>" for lang in langs) + "</tr>")
+                 + "".join(f"<th>{_h(lang)}</th>" for lang in langs) + "</tr>")
     for kind, per_lang in reason_counts(rows).items():
-        parts.append(f"<tr><td>{html.escape(kind)}</td>" + "".join(f"<td>{per_lang[lang]}</td>" for lang in langs)
+        parts.append(f"<tr><td>{_h(kind)}</td>" + "".join(f"<td>{per_lang[lang]}</td>" for lang in langs)
                      + "</tr>")
     parts.append("</table>")
     own_voice = [r for r in rows if r["status"] == "ok" and r.get("voice_cloned") is False
@@ -241,8 +257,8 @@ def write_html(out_dir: str, path: str, max_strips: int = 12) -> None:
     parts.append(f"<h2 id='needs-review'>Needs review ({len(flagged)}), worst first</h2><table><tr><th>video</th>"
                  "<th>language</th><th>status</th><th>reasons</th></tr>")
     for r in flagged:
-        reasons = "<br>".join(html.escape(x) for x in r.get("review_reasons") or [])
-        parts.append(f"<tr><td>{html.escape(r['video_id'])}</td><td>{r['lang']}</td><td>{r['status']}</td>"
+        reasons = "<br>".join(_h(x) for x in r.get("review_reasons") or [])
+        parts.append(f"<tr><td>{_h(r['video_id'])}</td><td>{_h(r['lang'])}</td><td>{_h(r['status'])}</td>"
                      f"<td class='bad'>{reasons}</td></tr>")
     parts.append("</table>")
     parts.append("<h2 id='results'>All results</h2>")
@@ -253,7 +269,7 @@ def write_html(out_dir: str, path: str, max_strips: int = 12) -> None:
         segments = r.get("segments") or []
         if not segments:
             continue
-        parts.append(f"<h3>{html.escape(r['video_id'])} &rarr; {r['lang']}</h3>")
+        parts.append(f"<h3>{_h(r['video_id'])} &rarr; {_h(r['lang'])}</h3>")
         parts.append(_table(segments, SEGMENT_COLUMNS))
     rendered = lip_synced_worst_first(rows)
     parts.append("<h2 id='frames'>Frames around the worst-synced line</h2><p>For each result whose lips were "
@@ -265,17 +281,17 @@ def write_html(out_dir: str, path: str, max_strips: int = 12) -> None:
         segment = worst_synced_segment(r)
         if segment is None:
             continue
-        parts.append(f"<h3>{html.escape(r['video_id'])} &rarr; {r['lang']}</h3>")
+        parts.append(f"<h3>{_h(r['video_id'])} &rarr; {_h(r['lang'])}</h3>")
         try:
             png = frame_strip_png(r, segment)
         except Exception as e:    # a moved or deleted video costs its strip, not the report
-            parts.append(f"<p class='bad'>frames unavailable: {html.escape(f'{type(e).__name__}: {e}')}</p>")
+            parts.append(f"<p class='bad'>frames unavailable: {_h(f'{type(e).__name__}: {e}')}</p>")
             continue
         if png is None:
             continue
-        parts.append(f"<p>source: <i>{html.escape(segment.get('source_text') or '')}</i><br>"
-                     f"{r['lang']}: <i>{html.escape(segment.get('target_text') or '')}</i></p>"
-                     f"<img alt='frames of {html.escape(r['video_id'])} {r['lang']}' "
+        parts.append(f"<p>source: <i>{_h(segment.get('source_text') or '')}</i><br>"
+                     f"{_h(r['lang'])}: <i>{_h(segment.get('target_text') or '')}</i></p>"
+                     f"<img alt='frames of {_h(r['video_id'])} {_h(r['lang'])}' "
                      f"src='data:image/png;base64,{_base64(png)}'>")
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(parts))

@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 
@@ -61,3 +62,21 @@ def demo_out(tmp_path_factory, ray_local) -> str:
     summary = run(str(catalog), out, config=small_config())
     assert summary.counts["es"]["ok"] == summary.counts["de"]["ok"] == 3, summary.counts
     return out
+
+
+def execute_notebook(path, out_dir: str, monkeypatch) -> list:
+    """Run a notebook on OUT (RAYDUB_OUT) and return its code cells' outputs.
+
+    The kernel is a new process: PYTHONPATH makes it import this checkout's code, not whichever checkout
+    the environment has installed (a worktree shares the main checkout's editable install).
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    root = str(Path(__file__).resolve().parent.parent)
+    monkeypatch.setenv("RAYDUB_OUT", out_dir)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH")))))
+    notebook = nbformat.read(path, as_version=4)
+    NotebookClient(notebook, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(Path(path).parent)}}).execute()
+    return [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]

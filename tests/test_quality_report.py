@@ -10,6 +10,7 @@ import pytest
 from operators import manifest
 from pipelines import report
 from pipelines.cli import main
+from tests.conftest import execute_notebook
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "quality_report.ipynb"
 
@@ -59,14 +60,8 @@ def test_html_report_of_the_demo(demo_out, capsys):
 
 
 def test_the_notebook_runs_on_the_demo_output(demo_out, monkeypatch):
-    nbformat = pytest.importorskip("nbformat")
-    from nbclient import NotebookClient
-
-    monkeypatch.setenv("RAYDUB_OUT", demo_out)
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(notebook, timeout=300, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
-    outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
+    pytest.importorskip("nbformat")
+    outputs = execute_notebook(NOTEBOOK, demo_out, monkeypatch)
     assert not [o for o in outputs if o.output_type == "error"]
     text = "\n".join(o.get("text", "") + o.get("data", {}).get("text/plain", "")
                      + o.get("data", {}).get("text/markdown", "") + o.get("data", {}).get("text/html", "")
