@@ -79,6 +79,7 @@ def _report(args) -> int:
 
 def _run(args) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from pipelines.localize import run
@@ -101,8 +102,9 @@ def _run(args) -> int:
             task = progress.add_task("", total=total)
         mark = {"ok": "[green]ok", "failed": "[red]failed", "skipped": "[yellow]skipped"}[row["status"]]
         why = f" ({row['error_stage']}: {row['error']})" if row["status"] != "ok" else ""
-        progress.console.print(f"{mark}[/] {row['video_id']} -> {row['lang']}{why}")
-        progress.update(task, completed=done, description=f"{row['video_id']} {row['lang']}")
+        # Ids and errors are text, never Rich markup (an error may hold "[...]").
+        progress.console.print(f"{mark}[/] " + escape(f"{row['video_id']} -> {row['lang']}{why}"))
+        progress.update(task, completed=done, description=escape(f"{row['video_id']} {row['lang']}"))
 
     with progress:
         summary = run(args.catalog, args.out, langs=langs, config=config, on_result=on_result)
@@ -122,7 +124,8 @@ def _print_summary(summary, console) -> None:
     if summary.resumed:
         console.print(f"{summary.resumed} result(s) were already done in OUT and kept (resume).")
     for r in summary.failed:
-        console.print(f"  {r['status']}: {r['video_id']} -> {r['lang']} at {r['error_stage']}: {r['error']}")
+        console.print(f"  {r['status']}: {r['video_id']} -> {r['lang']} at {r['error_stage']}: {r['error']}",
+                      markup=False, highlight=False)
     console.print(f"videos:   {summary.out_dir}/videos/<video_id>/<video_id>.<lang>.mp4 (.wav, .srt)")
     console.print(f"manifest: {summary.manifest_uri} (Parquet, partitioned by lang)")
 

@@ -90,27 +90,29 @@ def worst_first(rows: list[dict]) -> list[dict]:
 
 def print_report(out_dir: str, needs_review_only: bool = False, console=None) -> list[dict]:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
+    # Ids, codes and reasons come from the catalog: printed as text, never read as Rich markup.
     console = console or Console()
     rows = manifest.read_manifest(out_dir)
     if not rows:
         raise FileNotFoundError(f"no manifest in {out_dir} (expected {out_dir}/manifest/lang=*/)")
     if not needs_review_only:
-        table = Table(title=f"{out_dir}: {len(rows)} results")
+        table = Table(title=escape(f"{out_dir}: {len(rows)} results"))
         for col in ("language", "ok", "failed", "skipped", "needs review"):
             table.add_column(col, justify="right" if col != "language" else "left")
         for lang, c in sorted(summary(rows).items()):
-            table.add_row(lang, *(str(c[k]) for k in ("ok", "failed", "skipped", "needs review")))
+            table.add_row(escape(lang), *(str(c[k]) for k in ("ok", "failed", "skipped", "needs review")))
         console.print(table)
     flagged = worst_first(rows)
     console.print(f"needs review: {len(flagged)} of {len(rows)}")
     kinds = reason_counts(rows)
     if kinds:
         console.print("  flagged for: " + ", ".join(f"{kind} {sum(c.values())}" for kind, c in kinds.items()),
-                      highlight=False)
+                      highlight=False, markup=False)
     for r in flagged:
-        console.print(f"  {r['video_id']} -> {r['lang']} ({r['status']})", highlight=False)
+        console.print(f"  {r['video_id']} -> {r['lang']} ({r['status']})", highlight=False, markup=False)
         for reason in r.get("review_reasons") or []:
             console.print(f"      - {reason}", highlight=False, markup=False)
     return flagged
