@@ -58,6 +58,7 @@ SEGMENT = pa.struct([
     ("end_s", pa.float64()),
     ("source_text", pa.string()),
     ("words", pa.list_(WORD)),
+    ("notes", pa.list_(pa.string())),             # what the pipeline changed in this line, and why
     ("target_text", pa.string()),
     ("tts_uri", pa.string()),                     # raw synthesized speech
     ("tts_duration_s", pa.float64()),

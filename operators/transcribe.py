@@ -21,9 +21,10 @@ class Transcribe(Operator):
     def process_row(self, row: dict) -> dict:
         vid = row["video_id"]
         if row.get("source_subtitles_uri"):
-            cues = subtitles.read_cues(row["source_subtitles_uri"])
+            cues = subtitles.tidy_cues(subtitles.read_cues(row["source_subtitles_uri"]), "source cue")
             segments = [empty_segment(segment_id=segment_id(vid, c.start_s, c.end_s), start_s=c.start_s,
-                                      end_s=c.end_s, source_text=c.text, words=[]) for c in cues]
+                                      end_s=c.end_s, source_text=c.text, words=[], notes=list(c.notes))
+                        for c in cues]
             lang, prob = row["source_lang"], None
         else:
             with uris.local_copy(row["asr_audio_uri"]) as path:
@@ -34,14 +35,17 @@ class Transcribe(Operator):
                 words = [{"start_s": w.start_s, "end_s": w.end_s, "text": w.text, "probability": w.probability}
                          for w in s.words]
                 if not words:
-                    segments.append(empty_segment(segment_id=segment_id(vid, s.start_s, s.end_s),
-                                                  start_s=s.start_s, end_s=s.end_s, source_text=s.text, words=[]))
+                    segments.append(empty_segment(start_s=s.start_s, end_s=s.end_s, source_text=s.text, words=[],
+                                                  notes=[]))
                     continue
                 for start, end, piece in split_at_pauses(words, list(t.speech_spans), self.config.asr.split_pause_s):
-                    segments.append(empty_segment(segment_id=segment_id(vid, start, end), start_s=start, end_s=end,
-                                                  source_text=" ".join(w["text"] for w in piece), words=piece))
+                    segments.append(empty_segment(start_s=start, end_s=end, words=piece, notes=[],
+                                                  source_text=" ".join(w["text"] for w in piece)))
+            segments = [seg for seg in snap_to_spans(segments, list(t.speech_spans))
+                        if seg["end_s"] > seg["start_s"] and seg["source_text"].strip()]
+            # Whisper's segments and the edges snapped to speech can overlap; the fit stage needs them apart.
             segments = [{**seg, "segment_id": segment_id(vid, seg["start_s"], seg["end_s"])}
-                        for seg in snap_to_spans(segments, list(t.speech_spans))]
+                        for seg in tidy_segments(segments, "transcribed line")]
             lang, prob = t.language, t.language_probability
         segments = [s for s in segments if s["end_s"] > s["start_s"] and s["source_text"].strip()]
         row = {**row, "segments": segments, "detected_lang": lang, "lang_probability": prob,
@@ -49,6 +53,22 @@ class Transcribe(Operator):
         if not segments:
             raise SkipRow("no speech found in the source audio")
         return row
+
+
+def tidy_segments(segments: list[dict], what: str) -> list[dict]:
+    """`segments` in time order without overlaps (the rule of subtitles.tidy_spans), each change in its notes.
+
+    A merged line keeps the first member's fields, spans the union, and joins
+    the members' text and words in time order.
+    """
+    out = []
+    for line in subtitles.tidy_spans([(s["start_s"], s["end_s"]) for s in segments], what):
+        parts = [segments[i] for i in line.members]
+        words = sorted((w for p in parts for w in p["words"] or []), key=lambda w: w["start_s"])
+        out.append({**parts[0], "start_s": line.start_s, "end_s": line.end_s, "words": words,
+                    "source_text": subtitles.join_texts(p["source_text"] for p in parts),
+                    "notes": [n for p in parts for n in p.get("notes") or []] + list(line.notes)})
+    return out
 
 
 def split_at_pauses(words: list[dict], speech_spans: list[tuple[float, float]],

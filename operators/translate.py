@@ -31,9 +31,12 @@ class Translate(Operator):
             raise SkipRow(f"target language {tgt} is the source language")
         segments = row["segments"]
         sidecar = next((t["subtitles_uri"] for t in row.get("translations") or [] if t["lang"] == tgt), None)
+        notes: list[tuple[str, ...]] = [() for _ in segments]
         if sidecar:
-            texts = subtitles.assign_cues([(s["start_s"], s["end_s"]) for s in segments],
-                                          subtitles.read_cues(sidecar))
+            # Tidied first: a duplicated cue would otherwise be spoken twice in its segment.
+            cues = subtitles.tidy_cues(subtitles.read_cues(sidecar), "translated cue")
+            assigned = subtitles.assign_cues([(s["start_s"], s["end_s"]) for s in segments], cues)
+            texts, notes = [c.text for c in assigned], [c.notes for c in assigned]
             row["models"] = list(row.get("models") or []) + [
                 {"stage": self.name, "name": "catalog-subtitles", "version": "",
                  "license": "the catalog's own (no model)", "source": sidecar}]
@@ -47,7 +50,8 @@ class Translate(Operator):
                 f"and the {self.config.translate.backend!r} backend translates only {have}")
         if len(texts) != len(segments):
             raise RuntimeError(f"translation returned {len(texts)} texts for {len(segments)} segments")
-        row["segments"] = [{**s, "target_text": t.strip()} for s, t in zip(segments, texts)]
+        row["segments"] = [{**s, "target_text": t.strip(), "notes": [*(s.get("notes") or []), *n]}
+                           for s, t, n in zip(segments, texts, notes)]
         if not any(s["target_text"] for s in row["segments"]):
             raise SkipRow("the translation is empty for every segment")
         return row

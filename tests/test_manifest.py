@@ -96,3 +96,27 @@ def test_results_of_an_older_manifest_version_are_read_and_redone(tmp_path):
     assert found["speaker_similarity"] is None and found["segments"][0]["speaker_similarity"] is None
     assert found["segments"][0]["target_text"] == "hola"
     assert not manifest.is_done(found)
+
+
+def test_segment_notes_reach_both_tables_and_an_older_marker_reads_them_null(tmp_path):
+    import io
+
+    import pyarrow.parquet as pq
+
+    from operators import uri as uris
+
+    out, work = str(tmp_path / "out"), str(tmp_path / "work")
+    row = _row("a", "es")
+    row["segments"][0]["notes"] = ["source cue trimmed by 0.040 s: it overlapped the next one, at 2.000 s"]
+    manifest.write_manifest(out, [row])
+    assert manifest.read_manifest(out)[0]["segments"][0]["notes"] == row["segments"][0]["notes"]
+    assert manifest.read_segments(out)[0]["notes"] == row["segments"][0]["notes"]
+
+    old_segment = pa.struct([f for f in RESULT.field("segments").type.value_type if f.name != "notes"])
+    old_schema = pa.schema([pa.field("segments", pa.list_(old_segment)) if f.name == "segments" else f
+                            for f in RESULT])
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist([_row("b", "es")], schema=old_schema), buf)
+    uris.write_bytes(manifest.marker_uri(work, "b", "es"), buf.getvalue())
+    found = manifest.previous_results(out, work)["b", "es"]
+    assert found["segments"][0]["notes"] is None and found["segments"][0]["target_text"] == "hola"

@@ -175,3 +175,37 @@ def test_rerun_does_not_redo_pairs_already_ok(first_run, media, ray_local):
     assert {os.path.getmtime(manifest.marker_uri(os.path.join(out, "_work"), v, l))
             for v, l in [("good", "es"), ("good", "de")]} == ok_markers
     assert len(manifest.read_manifest(out)) == 8
+
+
+def test_a_video_whose_subtitles_overlap_is_dubbed(ray_local, tmp_path):
+    """Source cues 40 ms into each other and a translated cue given twice: tidied, noted, and dubbed."""
+    import math
+
+    face = dummies.portrait("astronaut")
+    speech = str(tmp_path / "speech.wav")
+    spoken = dummies.speech_track([(0.4, "The house is red."), (2.6, "I drink coffee.")], 4.5, speech,
+                                  background="hum")
+    dummies.still_video(face, str(tmp_path / "clip.mp4"), 4.5, audio_wav=speech)
+    ends = [math.ceil(c.end_s * 100) / 100 for c in spoken]        # whole 10 ms: the SRT holds them exactly
+    dummies.write_subtitles([dummies.Cue(0.4, 2.64, "The house is red."),           # 40 ms into the next cue
+                             dummies.Cue(2.6, ends[1], "I drink coffee.")], str(tmp_path / "clip.en.srt"))
+    dummies.write_subtitles([dummies.Cue(0.4, ends[0], "Das Haus ist rot."),
+                             dummies.Cue(2.6, ends[1], "Ich trinke Kaffee."),
+                             dummies.Cue(2.6, ends[1], "Ich trinke Kaffee.")], str(tmp_path / "clip.de.srt"))
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text(json.dumps({"video_id": "clip", "uri": "clip.mp4", "source_lang": "en",
+                                   "source_subtitles_uri": "clip.en.srt", "subtitles_uri_de": "clip.de.srt"}) + "\n")
+    out = str(tmp_path / "out")
+    summary = run(str(catalog), out, langs=["de"], config=small_config(lips={"enabled": False}))
+
+    assert summary.counts["de"][OK] == 1, summary.counts
+    (result,) = manifest.read_manifest(out)
+    assert (result["status"], result["error"]) == (OK, None)
+    segs = result["segments"]
+    assert [(s["segment_id"], s["start_s"], s["end_s"], s["target_text"], s["notes"]) for s in segs] == [
+        ("clip@00000400-00002600", 0.4, 2.6, "Das Haus ist rot.",
+         ["source cue trimmed by 0.040 s: it overlapped the next one, at 2.600 s"]),
+        (f"clip@00002600-{round(ends[1] * 1000):08d}", 2.6, ends[1], "Ich trinke Kaffee.",
+         [f"merged with the overlapping translated cue at 2.600-{ends[1]:.3f} s"])]
+    assert all(s["fit_uri"] for s in segs) and segs[0]["placed_end_s"] <= segs[1]["start_s"]
+    assert [r["notes"] for r in manifest.read_segments(out)] == [s["notes"] for s in segs]

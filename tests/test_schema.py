@@ -1,3 +1,5 @@
+import pyarrow as pa
+
 from operators.schema import RESULT, SEGMENT_ROW, VIDEO, conform, result_id, segment_id
 
 
@@ -10,5 +12,7 @@ def test_ids_are_deterministic():
 def test_result_schema_extends_video_schema():
     assert set(VIDEO.names) < set(RESULT.names)
     assert {"result_id", "video_id", "lang", "wer", "speech_rate"} <= set(SEGMENT_ROW.names)
+    nested_notes = RESULT.field("segments").type.value_type.field("notes").type
+    assert nested_notes == SEGMENT_ROW.field("notes").type == pa.list_(pa.string())
     table = conform([{"video_id": "a", "uri": "x", "extra": 1}], VIDEO)
     assert table.schema == VIDEO and table.num_rows == 1

@@ -32,3 +32,42 @@ def test_line_edges_snap_to_where_speech_was_heard():
     assert [(s["start_s"], s["end_s"]) for s in snap_to_spans(lines, spans)] == [
         (0.558, 1.618), (3.282, 4.2), (4.25, 4.786), (6.0, 6.5)]   # shared span: inner edges stay
     assert snap_to_spans(lines, []) == lines
+
+
+def test_source_subtitles_that_overlap_become_lines_that_do_not(tmp_path):
+    from operators.config import Config
+    from operators.schema import VIDEO, conform, segment_id
+    from operators.transcribe import Transcribe
+
+    srt = tmp_path / "clip.srt"
+    srt.write_text("1\n00:00:00,600 --> 00:00:02,040\nThe house is red.\n\n"       # 40 ms into the next cue
+                   "2\n00:00:02,000 --> 00:00:03,000\nI drink coffee.\n\n"
+                   "3\n00:00:04,000 --> 00:00:05,000\nEvery morning.\n\n"
+                   "4\n00:00:04,000 --> 00:00:05,000\nEvery morning.\n")          # the same cue twice
+    row = {"video_id": "clip", "uri": "clip.mp4", "source_lang": "en", "source_subtitles_uri": str(srt)}
+    out = Transcribe(Config(), str(tmp_path / "work"), str(tmp_path / "out")).process_row(row)
+    segments = conform([out], VIDEO).to_pylist()[0]["segments"]
+    assert [(s["segment_id"], s["start_s"], s["end_s"], s["source_text"], s["notes"]) for s in segments] == [
+        (segment_id("clip", 0.6, 2.0), 0.6, 2.0, "The house is red.",
+         ["source cue trimmed by 0.040 s: it overlapped the next one, at 2.000 s"]),
+        (segment_id("clip", 2.0, 3.0), 2.0, 3.0, "I drink coffee.", []),
+        (segment_id("clip", 4.0, 5.0), 4.0, 5.0, "Every morning.",
+         ["merged with the overlapping source cue at 4.000-5.000 s"])]
+
+
+def test_transcribed_lines_that_overlap_are_tidied_with_their_words():
+    from operators.transcribe import tidy_segments
+
+    def seg(start, end, *words):
+        return {"start_s": start, "end_s": end, "source_text": " ".join(w["text"] for w in words),
+                "words": list(words), "notes": []}
+
+    # Whisper's second segment starts 30 ms before the first ends; the third covers half of the second
+    lines = [seg(0.5, 1.53, _w("Hello", 0.5, 1.53)), seg(1.5, 2.6, _w("how", 1.5, 2.0), _w("are", 2.05, 2.55)),
+             seg(2.2, 3.0, _w("you", 2.6, 3.0))]
+    tidy = tidy_segments(lines, "transcribed line")
+    assert [(s["start_s"], s["end_s"], s["source_text"], [w["text"] for w in s["words"]], s["notes"])
+            for s in tidy] == [
+        (0.5, 1.5, "Hello", ["Hello"], ["transcribed line trimmed by 0.030 s: it overlapped the next one, at 1.500 s"]),
+        (1.5, 3.0, "how are you", ["how", "are", "you"],
+         ["merged with the overlapping transcribed line at 2.200-3.000 s"])]
