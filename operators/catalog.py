@@ -129,10 +129,12 @@ def load_catalog(catalog_uri: str, default_langs: list[str] | None = None) -> pa
         if not isinstance(vid, str) or not VIDEO_ID.fullmatch(vid):
             bad("video_id", f"{vid!r} is not a valid id: use 1-128 of A-Z a-z 0-9 . _ -, starting with a "
                 "letter or digit (ids name output files, so no slashes or '..')")
-        elif vid in seen:
-            bad("video_id", f"duplicate of row {seen[vid]}")
+        elif vid.lower() in seen:
+            # Ids name files: 'Ep1' and 'ep1' are the same file on a case-insensitive disk (macOS, Windows).
+            same = "duplicate of" if rows[seen[vid.lower()] - 1].get("video_id") == vid else "differs only in case from"
+            bad("video_id", f"{same} row {seen[vid.lower()]}")
         else:
-            seen[vid] = n
+            seen[vid.lower()] = n
         video_uri = raw.get("uri")
         if not isinstance(video_uri, str) or not video_uri.strip():
             bad("uri", "missing or empty")

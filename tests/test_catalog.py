@@ -35,6 +35,8 @@ def test_three_formats_give_the_same_table(tmp_path):
 @pytest.mark.parametrize("rows, needle", [
     ([{"video_id": "a", "uri": "x.mp4"}, {"video_id": "a", "uri": "y.mp4"}],
      "row 2 (video_id 'a'), field video_id: duplicate of row 1"),
+    ([{"video_id": "Ep1", "uri": "x.mp4"}, {"video_id": "ep1", "uri": "y.mp4"}],
+     "row 2 (video_id 'ep1'), field video_id: differs only in case from row 1"),
     ([{"video_id": "../x", "uri": "x.mp4"}], "row 1 (video_id '../x'), field video_id"),
     ([{"video_id": "a/b", "uri": "x.mp4"}], "field video_id"),
     ([{"video_id": "a", "uri": "x.mp4", "target_langs": ["es", "xx"]}],
