@@ -159,7 +159,9 @@ def test_dubbed_outputs(first_run, media):
         said = [(s["target_text"], s["back_text"]) for s in r["segments"]]
         assert r["wer"] == error_rates(*zip(*said))[0]
         assert r["wer"] < 0.9, said
-    assert min(es["wer"], de["wer"]) <= 0.5
+    # Intelligible, not word-perfect: this judge's scores move with the CPU's int8 kernels. Seen: es 0.38-0.62,
+    # de 0.44-0.56 ("Mottengaffee" for "Morgen Kaffee" on an AMD EPYC); wrong or silent speech scores ~1.0.
+    assert min(es["wer"], de["wer"]) <= 0.65
     seg_rows = [r for r in manifest.read_segments(out) if r["result_id"] == es["result_id"]]
     assert [r["segment_id"] for r in seg_rows] == [s["segment_id"] for s in segs]
 
