@@ -11,6 +11,9 @@ ASR_SAMPLE_RATE_HZ = 16000
 # Audio that ends this much before the picture gets a note in the manifest (it is padded with
 # silence either way: a credits roll without sound is common and valid).
 NOTE_AUDIO_SHORTFALL_S = 0.1
+# An audio start offset this small is an encoder's priming (AAC: 1024 samples, 21 ms at 48 kHz),
+# present in most files: applied, but not worth a note.
+NOTE_AUDIO_OFFSET_S = 0.05
 
 
 class ProbeMedia(Operator):
@@ -41,7 +44,7 @@ class ProbeMedia(Operator):
             if audio_end_s is not None and audio_end_s <= 0:
                 raise MediaError(f"the audio ends {-audio_end_s:.2f} s before the first frame: no sound plays "
                                  f"with the picture")
-            if abs(offset_s) >= 0.001:
+            if abs(offset_s) >= NOTE_AUDIO_OFFSET_S:
                 notes.append(f"audio starts {offset_s:+.3f} s from the first frame: "
                              + ("silence put before it" if offset_s > 0 else "the part before the picture dropped"))
             if audio_end_s is not None and audio_end_s < p.duration_s - NOTE_AUDIO_SHORTFALL_S:
