@@ -145,14 +145,35 @@ class LipsConfig(_Section):
 
 
 class OutputConfig(_Section):
-    audio_codec: Literal["aac", "libopus"] = Field("aac", description="Codec of the audio tracks in the mp4")
+    container: Literal["auto", "mp4", "mov", "mkv"] = Field(
+        "auto", description="Container of the finished video, and its file name's suffix. 'auto': the first of "
+        "mp4, mov, mkv that holds the source's picture codec and audio_codec (H.264/HEVC -> mp4, ProRes -> mov)")
+    video_codec: Literal["auto", "h264", "hevc", "prores"] = Field(
+        "auto", description="Codec of a picture that is encoded: re-rendered lips, or a source stream the "
+        "container cannot hold. 'auto': ProRes (prores_ks) for a ProRes source where the container holds it, "
+        "else H.264 (libx264). A picture without re-rendered frames keeps its source stream where it can")
+    video_pixel_format: Literal["source", "yuv420p", "yuv422p", "yuv444p", "yuv420p10le", "yuv422p10le",
+                                "yuv444p10le"] = Field(
+        "source", description="Pixel format of an encoded picture. 'source': the source's chroma and bit depth as "
+        "far as the codec has them (10-bit stays 10-bit; ProRes is 10-bit 4:2:2 or 4:4:4). An odd-sized "
+        "picture is encoded 4:4:4 by H.264/HEVC, which cannot subsample it")
+    audio_codec: Literal["aac", "libopus"] = Field("aac", description="Codec of the audio tracks (Opus: mp4 or "
+                                                   "mkv only)")
     audio_bitrate_kbps: int = Field(192, ge=32, le=512, description="Bitrate of each audio track")
     keep_source_audio: bool = Field(True, description="Keep the original audio as a second, labelled track")
-    subtitle_track: bool = Field(True, description="Also embed the translated subtitles in the mp4 (mov_text)")
-    video_crf: int = Field(18, ge=0, le=51, description="H.264 quality of re-rendered videos (0 = lossless; lower "
-                           "is better). Videos without re-rendered frames keep the source stream as it is")
+    subtitle_track: bool = Field(True, description="Also embed the translated subtitles (mov_text in mp4 and "
+                                 "mov, SubRip in mkv)")
+    video_crf: int = Field(18, ge=0, le=51, description="H.264/HEVC quality of encoded pictures (0 = lossless; "
+                           "lower is better)")
     video_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"] = Field(
-        "veryfast", description="x264 speed/size trade-off of re-rendered videos")
+        "veryfast", description="x264/x265 speed/size trade-off of encoded pictures")
+
+    @model_validator(mode="after")
+    def _writable(self) -> "OutputConfig":
+        from operators.formats import check
+
+        check(self)
+        return self
 
 
 class ScoreConfig(_Section):

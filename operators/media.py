@@ -38,15 +38,19 @@ def check_complete(path: str) -> None:
 
 @dataclass(frozen=True)
 class Probe:
-    duration_s: float
+    duration_s: float              # the picture's: first frame's start to last frame's end
     fps: float
     frame_count: int
     width: int
     height: int
     video_codec: str
+    pixel_format: str
     audio_sample_rate_hz: int | None
     audio_channels: int | None
     audio_duration_s: float | None
+    # Where the first audio sample plays, in seconds after the first frame (negative: before it).
+    # Containers place each stream on its own clock; players line them up by these start times.
+    audio_start_offset_s: float | None
 
 
 def probe(path: str) -> Probe:
@@ -63,19 +67,47 @@ def probe(path: str) -> Probe:
         fps = float(v.average_rate or v.guessed_rate or 0)
         if fps <= 0:
             raise MediaError("video stream has no frame rate")
-        duration_s = _duration(container, v)
-        if duration_s is None or duration_s <= 0:
-            raise MediaError("cannot tell the video's duration (truncated or still being written?)")
-        frames = int(v.frames) if v.frames else round(duration_s * fps)
+        video_start_s = _start(v)
         a = container.streams.audio[0] if container.streams.audio else None
+        frames, duration_s = int(v.frames or 0), _duration(container, v)
+        audio_duration_s = _duration(container, a) if a else None
+        if not frames:
+            # Matroska and WebM keep no frame count, and their durations are the file's (every stream's
+            # end, from the earliest start), not the stream's: count and time the packets instead.
+            spans = _packet_spans(container, [v, a] if a else [v])
+            frames, duration_s = spans[v.index]
+            audio_duration_s = spans[a.index][1] if a else None
+        if duration_s is None or duration_s <= 0 or not frames:
+            raise MediaError("cannot tell the video's duration (truncated or still being written?)")
         return Probe(
             duration_s=duration_s, fps=fps, frame_count=frames,
             width=v.codec_context.width, height=v.codec_context.height,
-            video_codec=v.codec_context.name,
+            video_codec=v.codec_context.name, pixel_format=v.codec_context.pix_fmt or "",
             audio_sample_rate_hz=a.codec_context.sample_rate if a else None,
             audio_channels=a.codec_context.layout.nb_channels if a else None,
-            audio_duration_s=_duration(container, a) if a else None,
+            audio_duration_s=audio_duration_s,
+            audio_start_offset_s=_start(a) - video_start_s if a else None,
         )
+
+
+def _start(stream) -> float:
+    return float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+
+
+def _packet_spans(container, streams) -> dict[int, tuple[int, float | None]]:
+    """Per stream index: its packets and the time from the first one's start to the last one's end
+    (demuxed, not decoded)."""
+    count = {s.index: 0 for s in streams}
+    first: dict[int, float] = {}
+    end: dict[int, float] = {}
+    for packet in container.demux(*streams):
+        if packet.pts is None or not packet.size:
+            continue
+        i, t = packet.stream.index, float(packet.pts * packet.time_base)
+        count[i] += 1
+        first[i] = min(first.get(i, t), t)
+        end[i] = max(end.get(i, t), t + float((packet.duration or 0) * packet.time_base))
+    return {i: (n, end[i] - first[i] if n and end[i] > first[i] else None) for i, n in count.items()}
 
 
 def _duration(container, stream) -> float | None:
@@ -94,14 +126,12 @@ class Frame:
     image: "np.ndarray | None"    # rgb24 (H, W, 3), or yuv420p planes (H * 3 / 2, W); None: not asked for
 
 
-def frames(path: str, pixel_format: str = "rgb24", only: set[int] | None = None):
-    """Decode every frame of the first video stream, in order, as `Frame`s.
+def decoded(path: str):
+    """(index, time_s, av.VideoFrame) for every frame of the first video stream, in order.
 
-    With `only`, frames whose index is not in it come with `image=None`
-    (decoded, since H.264 frames depend on each other, but not converted).
-
-    Times are relative to the first frame, so they line up with the audio
-    that `ProbeMedia` extracted (which also starts at 0).
+    Times are relative to the first frame, so they line up with the audio that
+    `ProbeMedia` extracted (which starts with the first frame, its own start
+    offset applied). The frames are the decoder's: copy before writing into them.
     """
     import av
 
@@ -112,8 +142,28 @@ def frames(path: str, pixel_format: str = "rgb24", only: set[int] | None = None)
         for i, f in enumerate(container.decode(stream)):
             t = float(f.time) if f.time is not None else i / float(stream.average_rate or 25)
             first = t if first is None else first
-            image = f.to_ndarray(format=pixel_format) if only is None or i in only else None
-            yield Frame(i, t - first, f.pts, image)
+            yield i, t - first, f
+
+
+def frames(path: str, pixel_format: str = "rgb24", only: set[int] | None = None):
+    """Decode every frame of the first video stream, in order, as `Frame`s (times as in `decoded`).
+
+    With `only`, frames whose index is not in it come with `image=None`
+    (decoded, since H.264 frames depend on each other, but not converted).
+    """
+    for i, t, f in decoded(path):
+        image = f.to_ndarray(format=pixel_format) if only is None or i in only else None
+        yield Frame(i, t, f.pts, image)
+
+
+def plane_arrays(frame) -> list["np.ndarray"]:
+    """Writable views of a planar frame's planes, (height, width) each, uint8 or uint16 (10-bit and up)."""
+    import numpy as np
+
+    deep = max(c.bits for c in frame.format.components) > 8
+    dtype = np.dtype("<u2") if deep else np.dtype(np.uint8)
+    return [np.frombuffer(p, dtype).reshape(p.height, p.line_size // dtype.itemsize)[:, :p.width]
+            for p in frame.planes]
 
 
 def frames_at(path: str, times_s: list[float]) -> list["np.ndarray"]:

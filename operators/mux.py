@@ -1,9 +1,9 @@
-"""The finished video: original picture stream-copied, the dub track, the original track, subtitles."""
+"""The finished video: the picture (copied where it can be), the dub track, the original track, subtitles."""
 from __future__ import annotations
 
 import contextlib
 
-from operators import languages, paths
+from operators import formats, languages, paths
 from operators import uri as uris
 from operators.base import Operator, Resources, require_binary
 from operators.media import ffmpeg, probe
@@ -12,8 +12,9 @@ from operators.schema import RESULT
 
 class Mux(Operator):
     name = "mux"
-    reads = ("uri", "rendered_video_uri", "dub_audio_uri", "subtitles_out_uri")
-    writes = ("video_out_uri",)
+    reads = ("uri", "video_codec", "pixel_format", "source_audio_uri", "rendered_video_uri", "dub_audio_uri",
+             "subtitles_out_uri")
+    writes = ("video_out_uri", "output_container", "output_video_codec", "output_video_copied")
     resources = Resources(num_cpus=1)
     output_schema = RESULT
 
@@ -23,24 +24,35 @@ class Mux(Operator):
     def process_row(self, row: dict) -> dict:
         out = self.config.output
         lang, src_lang = row["lang"], row["source_lang"]
-        video_out_uri = paths.output(self.out_dir, row["video_id"], lang, ".mp4")
+        rendered = bool(row.get("rendered_video_uri"))
+        fmt = formats.choose(row["video_codec"], row["pixel_format"], row["width"], row["height"], out, rendered)
+        video_out_uri = paths.output(self.out_dir, row["video_id"], lang, fmt.suffix)
         bitrate = f"{out.audio_bitrate_kbps}k"
         with contextlib.ExitStack() as stack:
-            source = stack.enter_context(uris.local_copy(row["uri"]))
+            # Inputs: 0 the original audio as extracted (it starts with the first frame, like the dub),
+            # 1 the dub, 2 the picture, 3 the subtitles. The picture is the lip-synced render if there
+            # is one (already in the output's codec), else the source's own stream: copied where the
+            # container holds it, else encoded per `output`.
+            original = stack.enter_context(uris.local_copy(row["source_audio_uri"]))
             dub = stack.enter_context(uris.local_copy(row["dub_audio_uri"]))
-            # Inputs: 0 the source (original audio), 1 the dub, 2 the picture, 3 the subtitles.
-            # The picture is the lip-synced render if there is one, else the source's own
-            # stream; either way it is stream-copied: mux never re-encodes it.
-            picture = source
-            if row.get("rendered_video_uri"):
-                picture = stack.enter_context(uris.local_copy(row["rendered_video_uri"]))
-            args = ["-i", source, "-i", dub, "-i", picture]
+            picture = stack.enter_context(uris.local_copy(row["rendered_video_uri"] if rendered else row["uri"]))
+            # ffmpeg starts each input at its earliest stream; where the picture starts after the
+            # source's audio (AAC priming in Matroska, a late first frame), shift it back to 0 so the
+            # first frame plays with the first sample of the dub, as it did with the source's audio.
+            lead_s = _picture_lead_s(picture)
+            args = ["-i", original, "-i", dub, *(["-itsoffset", f"{-lead_s:.6f}"] if lead_s else []), "-i", picture]
             subs = None
             if out.subtitle_track and row.get("subtitles_out_uri") and uris.read_text(row["subtitles_out_uri"]).strip():
                 subs = stack.enter_context(uris.local_copy(row["subtitles_out_uri"]))
                 args += ["-i", subs]
-            args += ["-map", "2:v:0", "-c:v", "copy",
-                     "-map", "1:a:0", "-c:a:0", out.audio_codec, "-b:a:0", bitrate,
+            args += ["-map", "2:v:0"]
+            if rendered or fmt.copy:
+                args += ["-c:v", "copy"]
+            else:
+                args += ["-c:v", fmt.encoder, "-pix_fmt", fmt.pixel_format, "-fps_mode", "passthrough"]
+                for key, value in formats.encoder_options(fmt, out).items():
+                    args += [f"-{key}", value]
+            args += ["-map", "1:a:0", "-c:a:0", out.audio_codec, "-b:a:0", bitrate,
                      "-metadata:s:a:0", f"language={languages.iso639_2b(lang)}",
                      *_track_name("a:0", f"Dub ({lang})"), "-disposition:a:0", "default"]
             if out.keep_source_audio:
@@ -48,14 +60,28 @@ class Mux(Operator):
                          "-metadata:s:a:1", f"language={languages.iso639_2b(src_lang)}",
                          *_track_name("a:1", f"Original ({src_lang})"), "-disposition:a:1", "0"]
             if subs:
-                args += ["-map", "3:s:0", "-c:s", "mov_text",
+                args += ["-map", "3:s:0", "-c:s", formats.SUBTITLE_CODECS[fmt.container],
                          "-metadata:s:s:0", f"language={languages.iso639_2b(lang)}"]
+            if fmt.container in ("mp4", "mov"):
+                args += ["-movflags", "+faststart"]
             local_out = stack.enter_context(uris.staged_output(video_out_uri))
-            ffmpeg(*args, "-movflags", "+faststart", local_out)
+            ffmpeg(*args, "-f", formats.MUXERS[fmt.container], local_out)
             made = probe(local_out)
             if made.frame_count != row["frame_count"]:
                 raise RuntimeError(f"muxed video has {made.frame_count} frames, source has {row['frame_count']}")
-        return {**row, "video_out_uri": video_out_uri}
+        return {**row, "video_out_uri": video_out_uri, "output_container": fmt.container,
+                "output_video_codec": fmt.video_codec, "output_video_copied": fmt.copy and not rendered}
+
+
+def _picture_lead_s(path: str) -> float:
+    """How long after its file's start the first frame of `path` comes (0.0 for most files)."""
+    import av
+
+    with av.open(path) as container:
+        v = container.streams.video[0]
+        if v.start_time is None or container.start_time is None:
+            return 0.0
+        return max(0.0, float(v.start_time * v.time_base) - container.start_time / 1_000_000)
 
 
 def _track_name(stream: str, name: str) -> tuple[str, ...]:

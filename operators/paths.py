@@ -13,9 +13,9 @@ path: two different (video, language, line) can never name the same file.
 
     WORK/<video_id>/source.wav, asr16k.wav, faces.npz, lip_models.npz   per video
     WORK/<video_id>/<lang>/<line:04d>.tts.wav, .fit.wav                  per line and language
-    WORK/<video_id>/render/<lang>.mp4                                   re-rendered picture
+    WORK/<video_id>/render/<lang>.mp4 (.mov, .mkv)                     re-rendered picture
     WORK/_results/<video_id>/<lang>.parquet                             result markers
-    OUT/videos/<video_id>/<video_id>.<lang>.mp4 (.wav, .srt)            outputs
+    OUT/videos/<video_id>/<video_id>.<lang>.mp4 (.mov, .mkv; .wav, .srt) outputs
     OUT/manifest/lang=<lang>/part-0.parquet                             manifest partitions
 """
 from __future__ import annotations
@@ -75,8 +75,9 @@ def line_audio(work_dir: str, video_id: str, lang: str, line: int, stage: str) -
     return under(work_dir, _safe(video_id), _safe(lang), f"{int(line):04d}.{stage}.wav")
 
 
-def rendered_video(work_dir: str, video_id: str, lang: str) -> str:
-    return under(work_dir, _safe(video_id), "render", f"{_safe(lang)}.mp4")
+def rendered_video(work_dir: str, video_id: str, lang: str, suffix: str = ".mp4") -> str:
+    """The re-rendered picture; suffix: the output container's ('.mp4', '.mov', '.mkv')."""
+    return under(work_dir, _safe(video_id), "render", f"{_safe(lang)}{suffix}")
 
 
 def marker(work_dir: str, video_id: str, lang: str) -> str:
@@ -86,7 +87,7 @@ def marker(work_dir: str, video_id: str, lang: str) -> str:
 # --- OUT --------------------------------------------------------------------------
 
 def output(out_dir: str, video_id: str, lang: str, suffix: str) -> str:
-    """A finished output: suffix '.mp4', '.wav' or '.srt'."""
+    """A finished output: suffix '.mp4', '.mov', '.mkv' (the video, per output.container), '.wav' or '.srt'."""
     return under(out_dir, "videos", _safe(video_id), f"{video_id}.{_safe(lang)}{suffix}")
 
 

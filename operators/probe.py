@@ -8,15 +8,19 @@ from operators.media import MediaError, check_complete, ffmpeg, probe
 from operators.schema import VIDEO
 
 ASR_SAMPLE_RATE_HZ = 16000
-# A source whose audio ends this much before the picture is treated as
-# truncated rather than dubbed with a hole at the end.
-MAX_AUDIO_SHORTFALL_S = 1.0
+# Audio that ends this much before the picture gets a note in the manifest (it is padded with
+# silence either way: a credits roll without sound is common and valid).
+NOTE_AUDIO_SHORTFALL_S = 0.1
+# An audio start offset this small is an encoder's priming (AAC: 1024 samples, 21 ms at 48 kHz),
+# present in most files: applied, but not worth a note.
+NOTE_AUDIO_OFFSET_S = 0.05
 
 
 class ProbeMedia(Operator):
     name = "probe"
     reads = ("uri",)
-    writes = ("duration_s", "fps", "frame_count", "width", "height", "source_audio_uri", "asr_audio_uri")
+    writes = ("duration_s", "fps", "frame_count", "width", "height", "video_codec", "pixel_format",
+              "audio_start_offset_s", "source_notes", "source_audio_uri", "asr_audio_uri")
     resources = Resources(num_cpus=1)
     output_schema = VIDEO
 
@@ -31,19 +35,51 @@ class ProbeMedia(Operator):
             check_complete(path)
             if p.audio_sample_rate_hz is None:
                 raise MediaError("no audio stream: there is no speech to dub")
-            if p.audio_duration_s is not None and p.audio_duration_s < p.duration_s - MAX_AUDIO_SHORTFALL_S:
-                raise MediaError(f"audio ends at {p.audio_duration_s:.2f} s of {p.duration_s:.2f} s (truncated?)")
+            offset_s = p.audio_start_offset_s or 0.0
+            notes = []
+            if offset_s >= p.duration_s:
+                raise MediaError(f"the audio starts {offset_s:.2f} s after the first frame, past the picture's "
+                                 f"end ({p.duration_s:.2f} s): no sound plays with the picture")
+            audio_end_s = offset_s + p.audio_duration_s if p.audio_duration_s is not None else None
+            if audio_end_s is not None and audio_end_s <= 0:
+                raise MediaError(f"the audio ends {-audio_end_s:.2f} s before the first frame: no sound plays "
+                                 f"with the picture")
+            if abs(offset_s) >= NOTE_AUDIO_OFFSET_S:
+                notes.append(f"audio starts {offset_s:+.3f} s from the first frame: "
+                             + ("silence put before it" if offset_s > 0 else "the part before the picture dropped"))
+            if audio_end_s is not None and audio_end_s < p.duration_s - NOTE_AUDIO_SHORTFALL_S:
+                notes.append(f"audio ends at {audio_end_s:.2f} s of {p.duration_s:.2f} s: padded with silence")
             source_audio = paths.video_work(self.work_dir, row["video_id"], "source.wav")
             asr_audio = paths.video_work(self.work_dir, row["video_id"], "asr16k.wav")
             with uris.staged_output(source_audio) as hi, uris.staged_output(asr_audio) as lo:
-                # One decode, two outputs: full quality for the mix, 16 kHz mono for ASR.
-                # apad + -t: both exactly as long as the picture, even where the audio ends early.
-                per_output = ("-map", "0:a:0", "-af", "apad", "-t", f"{p.duration_s:.6f}", "-c:a", "pcm_s16le")
+                # One decode, two outputs: full quality for the mix, 16 kHz mono for ASR. Both start
+                # with the first frame (the audio's own start offset applied, to the sample) and are
+                # exactly as long as the picture, padded with silence where the audio ends early.
+                align = _align_filter(offset_s, p.audio_sample_rate_hz)
+                per_output = ("-map", "0:a:0", "-af", f"{align},apad", "-t", f"{p.duration_s:.6f}",
+                              "-c:a", "pcm_s16le")
                 ffmpeg("-i", path,
                        *per_output, "-ac", "2", "-ar", str(self.config.mix.sample_rate_hz), hi,
                        *per_output, "-ac", "1", "-ar", str(ASR_SAMPLE_RATE_HZ), lo)
         return {**row,
                 "duration_s": p.duration_s, "fps": p.fps, "frame_count": p.frame_count,
                 "width": p.width, "height": p.height, "video_codec": p.video_codec,
+                "pixel_format": p.pixel_format, "audio_start_offset_s": p.audio_start_offset_s,
+                "source_notes": notes,
                 "audio_sample_rate_hz": p.audio_sample_rate_hz, "audio_channels": p.audio_channels,
                 "source_audio_uri": source_audio, "asr_audio_uri": asr_audio}
+
+
+def _align_filter(offset_s: float, sample_rate_hz: int) -> str:
+    """ffmpeg filters that put the audio's first sample `offset_s` after the first frame.
+
+    ffmpeg's wav output ignores timestamps (a stream that starts late would start at 0), so
+    the timestamps are reset and the offset is made of samples: silence before a late start,
+    samples dropped from an early one.
+    """
+    shift = round(abs(offset_s) * sample_rate_hz)
+    if offset_s > 0 and shift:
+        return f"asetpts=PTS-STARTPTS,adelay=delays={shift}S:all=1"
+    if offset_s < 0 and shift:
+        return f"asetpts=PTS-STARTPTS,atrim=start_sample={shift},asetpts=PTS-STARTPTS"
+    return "asetpts=PTS-STARTPTS"

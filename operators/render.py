@@ -13,9 +13,11 @@ is silent the mouth goes to the speaker's rest shape; at the ends of each
 rendered span it blends from the measured source shape over
 `lips.ramp_frames`, so entering and leaving a line does not jump either.
 
-The encode is H.264 (yuv420p) at `output.video_crf`, with the source's
-frame times (variable frame rates stay variable), size and frame count.
-Where no frame needs new lips, nothing is encoded: mux copies the source.
+The encode is in the codec and container that operators/formats.py picks
+(H.264 by default, ProRes for ProRes; the source's chroma and bit depth),
+with the source's frame times (variable frame rates stay variable), size and
+frame count. Where no frame needs new lips, nothing is encoded here: mux
+copies the source's stream, or encodes it where the container cannot hold it.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from operators import audio
+from operators import audio, formats
 from operators import face_geometry as geometry
 from operators import lipsync
 from operators import paths
@@ -33,7 +35,7 @@ from operators import uri as uris
 from operators.backends import load_renderer
 from operators.base import MissingDependency, Operator, Resources, add_model
 from operators.lip_model import frames_in, landmarks_by_frame, line_span_s, track_series
-from operators.media import frames
+from operators.media import decoded, plane_arrays
 from operators.schema import RESULT
 from operators.track_faces import load_faces_file
 
@@ -219,9 +221,11 @@ class RenderLips(Operator):
                     targets[f] = (tid, geometry.lips_in_image(lm_by_frame[f], shape))
 
         renderers = {tid: self._prepared_renderer(faces, tid) for tid in {t for t, _ in targets.values()}}
-        rendered_video_uri = paths.rendered_video(self.work_dir, row["video_id"], row["lang"])
+        fmt = formats.choose(row["video_codec"], row["pixel_format"], row["width"], row["height"],
+                             self.config.output, rerendered=True)
+        rendered_video_uri = paths.rendered_video(self.work_dir, row["video_id"], row["lang"], fmt.suffix)
         with uris.local_copy(row["uri"]) as src, uris.staged_output(rendered_video_uri) as out:
-            written = self._encode(src, out, targets, faces, renderers, speech)
+            written = self._encode(src, out, fmt, targets, faces, renderers, speech)
         if written != len(times):           # the frames face tracking saw, one for one
             raise RuntimeError(f"re-rendered video has {written} frames, the source {len(times)}")
         add_model(row, self.name, next(iter(renderers.values())).model_info())
@@ -246,39 +250,36 @@ class RenderLips(Operator):
         renderer.prepare(list(crops), crop_landmarks)
         return renderer
 
-    def _encode(self, src: str, out: str, targets: dict[int, tuple[int, np.ndarray]],
+    def _encode(self, src: str, out: str, fmt: formats.OutputFormat, targets: dict[int, tuple[int, np.ndarray]],
                 faces: dict[str, np.ndarray], renderers: dict, speech: np.ndarray) -> int:
         import av
-        import cv2
 
-        out_cfg = self.config.output
         lm_rows = {tid: landmarks_by_frame(faces, tid) for tid in renderers}
         half = int(RENDERER_AUDIO_WINDOW_S / 2 * lipsync.SAMPLE_RATE_HZ)
         times = faces["frame_times_s"]
         with av.open(src) as source:
             in_stream = source.streams.video[0]
-            with av.open(out, "w", format="mp4") as sink:
-                stream = sink.add_stream("libx264", rate=in_stream.average_rate or 25)
+            time_base = in_stream.time_base
+            with av.open(out, "w", format=formats.MUXERS[fmt.container]) as sink:
+                stream = sink.add_stream(fmt.encoder, rate=in_stream.average_rate or 25)
                 stream.width, stream.height = in_stream.codec_context.width, in_stream.codec_context.height
-                stream.pix_fmt = "yuv420p"
-                stream.time_base = in_stream.time_base
-                stream.codec_context.time_base = in_stream.time_base
-                stream.options = {"crf": str(out_cfg.video_crf), "preset": out_cfg.video_preset}
-                height = stream.height
+                stream.pix_fmt = fmt.pixel_format
+                stream.time_base = time_base
+                stream.codec_context.time_base = time_base
+                stream.options = formats.encoder_options(fmt, self.config.output)
                 written = 0
-                for frame in frames(src, pixel_format="yuv420p"):
-                    planes = frame.image
-                    if frame.index in targets:
-                        tid, lips = targets[frame.index]
-                        lm = lm_rows[tid][frame.index]
-                        centre = int(times[frame.index] * lipsync.SAMPLE_RATE_HZ)
-                        rgb = cv2.cvtColor(planes, cv2.COLOR_YUV2RGB_I420)
+                for index, _, decoded_frame in decoded(src):
+                    picture = decoded_frame.reformat(format=fmt.pixel_format)
+                    if index in targets:
+                        tid, lips = targets[index]
+                        lm = lm_rows[tid][index]
+                        centre = int(times[index] * lipsync.SAMPLE_RATE_HZ)
+                        rgb = decoded_frame.to_ndarray(format="rgb24")
                         new = renderers[tid].render(rgb, lm, lips, speech[max(0, centre - half):centre + half])
-                        _write_roi(planes, new, geometry.mouth_box(lm), height)
-                    video_frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
-                    video_frame.pts = frame.pts if frame.pts is not None else frame.index
-                    video_frame.time_base = in_stream.time_base
-                    for packet in stream.encode(video_frame):
+                        picture = _with_box(picture, new, geometry.mouth_box(lm))
+                    picture.pts = decoded_frame.pts if decoded_frame.pts is not None else index
+                    picture.time_base = time_base
+                    for packet in stream.encode(picture):
                         sink.mux(packet)
                     written += 1
                 for packet in stream.encode():
@@ -286,27 +287,34 @@ class RenderLips(Operator):
         return written
 
 
-def _write_roi(planes: np.ndarray, rgb: np.ndarray, box: tuple[int, int, int, int], height: int) -> None:
-    """Copy the box of a rendered RGB frame into yuv420p planes, leaving every other sample as decoded."""
-    import cv2
+def _with_box(picture, rgb: np.ndarray, box: tuple[int, int, int, int]):
+    """A new frame: `picture` with the box taken from the rendered RGB frame, every other sample as decoded.
 
-    width = planes.shape[1]
+    Works in the picture's own planar format (any chroma subsampling, 8 or 10 bits, odd sizes): the
+    box is shrunk to whole chroma samples, so no chroma sample outside it mixes rendered pixels in.
+    """
+    import av
+
+    width, height = picture.width, picture.height
+    patch = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format=picture.format.name)
+    out = av.VideoFrame(width, height, picture.format.name)
+    src, new, dst = plane_arrays(picture), plane_arrays(patch), plane_arrays(out)
+    for d, s in zip(dst, src):
+        d[:] = s
+    sub_x = max(-(-width // p.shape[1]) for p in src)       # 2 for subsampled chroma, 1 for 4:4:4
+    sub_y = max(-(-height // p.shape[0]) for p in src)
     x0, y0, x1, y1 = box
-    x0, y0 = max(0, x0), max(0, y0)
-    x1, y1 = min(width, x1) // 2 * 2, min(height, y1) // 2 * 2
-    if x1 - x0 < 2 or y1 - y0 < 2:
-        return
-    h, w = y1 - y0, x1 - x0
-    roi = cv2.cvtColor(np.ascontiguousarray(rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2YUV_I420).reshape(-1)
-    planes[y0:y1, x0:x1] = roi[:h * w].reshape(h, w)
-    # Chroma planes follow the luma plane back to back, each (height/2, width/2).
-    flat = planes.reshape(-1)                    # a view: decoded planes are contiguous
-    luma, chroma = height * width, height * width // 4
-    u = flat[luma:luma + chroma].reshape(height // 2, width // 2)
-    v = flat[luma + chroma:luma + 2 * chroma].reshape(height // 2, width // 2)
-    q = h * w // 4
-    u[y0 // 2:y1 // 2, x0 // 2:x1 // 2] = roi[h * w:h * w + q].reshape(h // 2, w // 2)
-    v[y0 // 2:y1 // 2, x0 // 2:x1 // 2] = roi[h * w + q:].reshape(h // 2, w // 2)
+    x0, y0 = -(-max(0, x0) // sub_x) * sub_x, -(-max(0, y0) // sub_y) * sub_y
+    x1 = width if x1 >= width else x1 // sub_x * sub_x
+    y1 = height if y1 >= height else y1 // sub_y * sub_y
+    if x1 - x0 < sub_x or y1 - y0 < sub_y:
+        return out
+    for d, n in zip(dst, new):
+        px, py = -(-width // d.shape[1]), -(-height // d.shape[0])
+        rows = slice(y0 // py, -(-y1 // py))
+        cols = slice(x0 // px, -(-x1 // px))
+        d[rows, cols] = n[rows, cols]
+    return out
 
 
 def _reasons(segments: list[dict]) -> str | None:

@@ -124,6 +124,9 @@ ANALYSIS_FIELDS = [
     pa.field("width", pa.int32()),
     pa.field("height", pa.int32()),
     pa.field("video_codec", pa.string()),
+    pa.field("pixel_format", pa.string()),         # the source picture's, as ffmpeg names it (yuv420p10le)
+    pa.field("audio_start_offset_s", pa.float64()),  # first audio sample after the first frame (negative: before)
+    pa.field("source_notes", pa.list_(pa.string())),  # what was done to fit the source, not failures
     pa.field("audio_sample_rate_hz", pa.int32()),
     pa.field("audio_channels", pa.int32()),
     pa.field("source_audio_uri", pa.string()),     # full-quality source audio (mix input)
@@ -149,6 +152,9 @@ RESULT_FIELDS = [
     pa.field("manifest_version", pa.string()),
     # outputs
     pa.field("video_out_uri", pa.string()),
+    pa.field("output_container", pa.string()),     # "mp4", "mov" or "mkv" (operators/formats.py)
+    pa.field("output_video_codec", pa.string()),   # "h264", "hevc" or "prores"
+    pa.field("output_video_copied", pa.bool_()),   # the source picture stream copied as it is (not re-encoded)
     pa.field("dub_audio_uri", pa.string()),
     pa.field("subtitles_out_uri", pa.string()),
     # loudness
