@@ -14,7 +14,8 @@ import pyarrow as pa
 
 # 2: lip sync (faces, lip model, render, sync scores)
 # 3: quality report (speaker similarity, mouth change, per-line loudness, share at the speed cap)
-# 4: per-line notes (overlapping cues merged or trimmed); catalog URIs stored redacted
+# 4: per-line notes (overlapping cues merged or trimmed); catalog URIs stored redacted; output container
+#    and codec; source pixel format, audio start offset and notes
 MANIFEST_VERSION = "4"
 
 # Row status. A row without a status is still in flight; the driver marks it
