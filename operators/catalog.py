@@ -21,7 +21,7 @@ from operators.schema import CATALOG, conform
 VIDEO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 SUBTITLE_EXTENSIONS = (".srt", ".vtt")
 REQUIRED = ("video_id", "uri")
-OPTIONAL = ("target_langs", "source_lang", "source_subtitles_uri")
+OPTIONAL = ("target_langs", "source_lang", "source_subtitles_uri", "audio_track")
 TRANSLATED_PREFIX = "subtitles_uri_"
 MAX_REPORTED = 25
 
@@ -95,6 +95,18 @@ def parse_langs(value: str | list[str] | None, where: str = "--langs") -> list[s
     return out
 
 
+def _audio_track(value) -> str:
+    """A track number ("2", 0-based among the file's audio tracks) or the language its tag names ("de", "ger")."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or str(value).strip() == "":
+        raise ValueError(f"{value!r}: expected a track number (0 = the first audio track) or a language code")
+    value = str(value).strip()
+    if value.isdigit():
+        return str(int(value))
+    if value.startswith("-"):
+        raise ValueError(f"{value!r}: track numbers start at 0")
+    return languages.base(languages.checked(languages.from_track_tag(value) or value))
+
+
 def _is_subtitles(value) -> bool:
     """An .srt or .vtt file, by the path's extension (a presigned URL's query comes after it)."""
     return isinstance(value, str) and uris.path_of(value).lower().endswith(SUBTITLE_EXTENSIONS)
@@ -159,6 +171,12 @@ def load_catalog(catalog_uri: str, default_langs: list[str] | None = None) -> pa
                 bad("source_subtitles_uri", f"{uris.redacted(src_subs)!r}: expected an .srt or .vtt file")
             elif source_lang is None:
                 bad("source_lang", "required when source_subtitles_uri is given (subtitles do not say their language)")
+        audio_track = raw.get("audio_track")
+        if audio_track is not None:
+            try:
+                audio_track = _audio_track(audio_track)
+            except ValueError as e:
+                bad("audio_track", str(e))
         translations = []
         for key in sorted(k for k in raw if k.startswith(TRANSLATED_PREFIX)):
             value = raw[key]
@@ -182,6 +200,7 @@ def load_catalog(catalog_uri: str, default_langs: list[str] | None = None) -> pa
             "target_langs": langs,
             "source_lang": source_lang,
             "source_subtitles_uri": uris.resolve(src_subs, catalog_uri) if isinstance(src_subs, str) else None,
+            "audio_track": audio_track,
             "translations": translations,
             "catalog_row": n,
         })

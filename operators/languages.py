@@ -156,6 +156,15 @@ def from_alpha3(code: str) -> str:
     return _FROM_ALPHA3.get(c, c)
 
 
+def from_track_tag(tag: str | None) -> str | None:
+    """The base language of a container's audio track tag ('ger', 'deu', 'de', 'en-US'), or None ('und', none)."""
+    if not tag or normalize(tag) in ("und", "mul", "zxx", "mis"):
+        return None
+    code = base(tag)
+    code = {b: two for two, b in _BIBLIOGRAPHIC.items()}.get(code, code)
+    return from_alpha3(code) if len(code) == 3 else code
+
+
 def iso639_2b(code: str) -> str:
     """mp4 language tag: 'de' -> 'ger', 'es' -> 'spa'; 'und' when unknown."""
     b = base(code)

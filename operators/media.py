@@ -51,9 +51,38 @@ class Probe:
     # Where the first audio sample plays, in seconds after the first frame (negative: before it).
     # Containers place each stream on its own clock; players line them up by these start times.
     audio_start_offset_s: float | None
+    audio_track: int | None = None  # the audio track described, 0-based among the file's audio tracks
 
 
-def probe(path: str) -> Probe:
+def choose_audio_track(tracks: list[tuple[str | None, bool]], wanted: str | None, source_lang: str | None) -> int:
+    """Which audio track to dub, 0-based; tracks are (language tag, default disposition) in file order.
+
+    `wanted` (the catalog's `audio_track`) is a track number or a language; a
+    language picks the first track tagged with it. Without it, the first track
+    in the source language, else the track marked default, else the first.
+    A wanted track that is not there is this video's error, naming what is there.
+    """
+    from operators import languages
+
+    listing = ", ".join(f"{i} {tag or 'untagged'}" for i, (tag, _) in enumerate(tracks)) or "none"
+    if wanted is not None and wanted.isdigit():
+        if int(wanted) >= len(tracks):
+            raise MediaError(f"audio track {wanted} does not exist: the file's audio tracks are {listing}")
+        return int(wanted)
+    if wanted is not None:
+        want = languages.base(wanted)
+        for i, (tag, _) in enumerate(tracks):
+            if languages.from_track_tag(tag) == want:
+                return i
+        raise MediaError(f"no audio track is tagged {wanted!r}: the file's audio tracks are {listing}")
+    if source_lang:
+        for i, (tag, _) in enumerate(tracks):
+            if languages.from_track_tag(tag) == languages.base(source_lang):
+                return i
+    return next((i for i, (_, default) in enumerate(tracks) if default), 0)
+
+
+def probe(path: str, audio_track: str | None = None, source_lang: str | None = None) -> Probe:
     import av
 
     try:
@@ -68,7 +97,10 @@ def probe(path: str) -> Probe:
         if fps <= 0:
             raise MediaError("video stream has no frame rate")
         video_start_s = _start(v)
-        a = container.streams.audio[0] if container.streams.audio else None
+        tracks = [(s.metadata.get("language"), bool(s.disposition & av.stream.Disposition.default))
+                  for s in container.streams.audio]
+        k = choose_audio_track(tracks, audio_track, source_lang) if tracks else None
+        a = container.streams.audio[k] if tracks else None
         frames, duration_s = int(v.frames or 0), _duration(container, v)
         audio_duration_s = _duration(container, a) if a else None
         if not frames:
@@ -87,6 +119,7 @@ def probe(path: str) -> Probe:
             audio_channels=a.codec_context.layout.nb_channels if a else None,
             audio_duration_s=audio_duration_s,
             audio_start_offset_s=_start(a) - video_start_s if a else None,
+            audio_track=k,
         )
 
 

@@ -18,9 +18,9 @@ NOTE_AUDIO_OFFSET_S = 0.05
 
 class ProbeMedia(Operator):
     name = "probe"
-    reads = ("uri",)
+    reads = ("uri", "audio_track", "source_lang")
     writes = ("duration_s", "fps", "frame_count", "width", "height", "video_codec", "pixel_format",
-              "audio_start_offset_s", "source_notes", "source_audio_uri", "asr_audio_uri")
+              "audio_start_offset_s", "source_notes", "source_audio_track", "source_audio_uri", "asr_audio_uri")
     resources = Resources(num_cpus=1)
     output_schema = VIDEO
 
@@ -31,7 +31,7 @@ class ProbeMedia(Operator):
         if not uris.exists(row["uri"]):
             raise MediaError(f"source video not found: {uris.redacted(row['uri'])}")
         with uris.local_copy(row["uri"]) as path:
-            p = probe(path)
+            p = probe(path, row.get("audio_track"), row.get("source_lang"))
             check_complete(path)
             if p.audio_sample_rate_hz is None:
                 raise MediaError("no audio stream: there is no speech to dub")
@@ -56,7 +56,7 @@ class ProbeMedia(Operator):
                 # with the first frame (the audio's own start offset applied, to the sample) and are
                 # exactly as long as the picture, padded with silence where the audio ends early.
                 align = _align_filter(offset_s, p.audio_sample_rate_hz)
-                per_output = ("-map", "0:a:0", "-af", f"{align},apad", "-t", f"{p.duration_s:.6f}",
+                per_output = ("-map", f"0:a:{p.audio_track}", "-af", f"{align},apad", "-t", f"{p.duration_s:.6f}",
                               "-c:a", "pcm_s16le")
                 ffmpeg("-i", path,
                        *per_output, "-ac", "2", "-ar", str(self.config.mix.sample_rate_hz), hi,
@@ -65,7 +65,7 @@ class ProbeMedia(Operator):
                 "duration_s": p.duration_s, "fps": p.fps, "frame_count": p.frame_count,
                 "width": p.width, "height": p.height, "video_codec": p.video_codec,
                 "pixel_format": p.pixel_format, "audio_start_offset_s": p.audio_start_offset_s,
-                "source_notes": notes,
+                "source_notes": notes, "source_audio_track": p.audio_track,
                 "audio_sample_rate_hz": p.audio_sample_rate_hz, "audio_channels": p.audio_channels,
                 "source_audio_uri": source_audio, "asr_audio_uri": asr_audio}
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 # 2: lip sync (faces, lip model, render, sync scores)
 # 3: quality report (speaker similarity, mouth change, per-line loudness, share at the speed cap)
 # 4: per-line notes (overlapping cues merged or trimmed); catalog URIs stored redacted; output container
-#    and codec; source pixel format, audio start offset and notes
+#    and codec; source pixel format, audio start offset and notes; the audio track dubbed
 MANIFEST_VERSION = "4"
 
 # Row status. A row without a status is still in flight; the driver marks it
@@ -33,6 +33,7 @@ CATALOG_FIELDS = [
     pa.field("target_langs", pa.list_(pa.string())),
     pa.field("source_lang", pa.string()),
     pa.field("source_subtitles_uri", pa.string()),
+    pa.field("audio_track", pa.string()),         # which source audio track: "2" (0-based) or a language ("de")
     pa.field("translations", pa.list_(TRANSLATION)),
     pa.field("catalog_row", pa.int32()),          # 1-based line/row in the catalog file, for messages
 ]
@@ -128,6 +129,7 @@ ANALYSIS_FIELDS = [
     pa.field("pixel_format", pa.string()),         # the source picture's, as ffmpeg names it (yuv420p10le)
     pa.field("audio_start_offset_s", pa.float64()),  # first audio sample after the first frame (negative: before)
     pa.field("source_notes", pa.list_(pa.string())),  # what was done to fit the source, not failures
+    pa.field("source_audio_track", pa.int32()),    # the audio track dubbed, 0-based among the file's audio tracks
     pa.field("audio_sample_rate_hz", pa.int32()),
     pa.field("audio_channels", pa.int32()),
     pa.field("source_audio_uri", pa.string()),     # full-quality source audio (mix input)
