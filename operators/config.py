@@ -159,7 +159,8 @@ class OutputConfig(_Section):
         "picture is encoded 4:4:4 by H.264/HEVC, which cannot subsample it")
     audio_codec: Literal["aac", "libopus"] = Field("aac", description="Codec of the audio tracks (Opus: mp4 or "
                                                    "mkv only)")
-    audio_bitrate_kbps: int = Field(192, ge=32, le=512, description="Bitrate of each audio track")
+    audio_bitrate_kbps: int = Field(192, ge=32, le=512, description="Bitrate of each audio track, per stereo "
+                                    "pair (a 5.1 track gets three times it)")
     keep_source_audio: bool = Field(True, description="Keep the original audio as a second, labelled track")
     subtitle_track: bool = Field(True, description="Also embed the translated subtitles (mov_text in mp4 and "
                                  "mov, SubRip in mkv)")

@@ -7,6 +7,7 @@ from operators import audio, subtitles
 from operators import paths
 from operators import uri as uris
 from operators.base import Operator, Resources
+from operators.probe import CENTRE_CHANNEL, SURROUND_CHANNELS
 from operators.schema import RESULT
 
 
@@ -23,6 +24,10 @@ class Mix(Operator):
         cfg = self.config.mix
         with uris.local_copy(row["source_audio_uri"]) as path:
             source, sr = audio.read_wav(path)
+        # 5.1: only the centre channel, where the dialogue is, is dubbed; the others stay as they are.
+        surround = source if source.shape[1] == SURROUND_CHANNELS else None
+        if surround is not None:
+            source = surround[:, [CENTRE_CHANNEL]]
         channels = source.shape[1]
         segments = [dict(s) for s in row["segments"]]
         dubbed = [s for s in segments if s.get("fit_uri")]
@@ -54,7 +59,10 @@ class Mix(Operator):
             s["dub_lufs"] = _finite(audio.integrated_lufs(audio.concat_spans(dub, sr, [dub_span]), sr))
             if s["source_lufs"] is not None and s["dub_lufs"] is not None:
                 s["loudness_diff_lu"] = s["dub_lufs"] - s["source_lufs"]
-        mixed, _ = audio.limit_peak(background + dub, sr, ceiling_dbfs=-1.0)
+        mixed = background + dub
+        if surround is not None:
+            mixed = np.concatenate([surround[:, :CENTRE_CHANNEL], mixed, surround[:, CENTRE_CHANNEL + 1:]], axis=1)
+        mixed, _ = audio.limit_peak(mixed, sr, ceiling_dbfs=-1.0)
 
         lang, vid = row["lang"], row["video_id"]
         dub_audio_uri = paths.output(self.out_dir, vid, lang, ".wav")

@@ -27,7 +27,6 @@ class Mux(Operator):
         rendered = bool(row.get("rendered_video_uri"))
         fmt = formats.choose(row["video_codec"], row["pixel_format"], row["width"], row["height"], out, rendered)
         video_out_uri = paths.output(self.out_dir, row["video_id"], lang, fmt.suffix)
-        bitrate = f"{out.audio_bitrate_kbps}k"
         with contextlib.ExitStack() as stack:
             # Inputs: 0 the original audio as extracted (it starts with the first frame, like the dub),
             # 1 the dub, 2 the picture, 3 the subtitles. The picture is the lip-synced render if there
@@ -52,13 +51,20 @@ class Mux(Operator):
                 args += ["-c:v", fmt.encoder, "-pix_fmt", fmt.pixel_format, "-fps_mode", "passthrough"]
                 for key, value in formats.encoder_options(fmt, out).items():
                     args += [f"-{key}", value]
-            args += ["-map", "1:a:0", "-c:a:0", out.audio_codec, "-b:a:0", bitrate,
-                     "-metadata:s:a:0", f"language={languages.iso639_2b(lang)}",
-                     *_track_name("a:0", f"Dub ({lang})"), "-disposition:a:0", "default"]
+            # A 5.1 source gives a 5.1 dub (its centre dubbed), then the same as a stereo downmix.
+            surround = row.get("source_audio_layout") == "5.1"
+            tracks = [("1:a:0", lang, f"Dub ({lang}, 5.1)" if surround else f"Dub ({lang})", None)]
+            if surround:
+                tracks.append(("1:a:0", lang, f"Dub ({lang}, stereo)", 2))
             if out.keep_source_audio:
-                args += ["-map", "0:a:0", "-c:a:1", out.audio_codec, "-b:a:1", bitrate,
-                         "-metadata:s:a:1", f"language={languages.iso639_2b(src_lang)}",
-                         *_track_name("a:1", f"Original ({src_lang})"), "-disposition:a:1", "0"]
+                tracks.append(("0:a:0", src_lang, f"Original ({src_lang})", None))
+            for k, (source_stream, track_lang, title, downmix_to) in enumerate(tracks):
+                # The bitrate is per stereo pair: a 5.1 track gets three times it.
+                kbps = out.audio_bitrate_kbps * (3 if surround and downmix_to is None else 1)
+                args += ["-map", source_stream, f"-c:a:{k}", out.audio_codec, f"-b:a:{k}", f"{kbps}k",
+                         *([f"-ac:a:{k}", str(downmix_to)] if downmix_to else []),
+                         f"-metadata:s:a:{k}", f"language={languages.iso639_2b(track_lang)}",
+                         *_track_name(f"a:{k}", title), f"-disposition:a:{k}", "default" if k == 0 else "0"]
             if subs:
                 args += ["-map", "3:s:0", "-c:s", formats.SUBTITLE_CODECS[fmt.container],
                          "-metadata:s:s:0", f"language={languages.iso639_2b(lang)}"]

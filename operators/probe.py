@@ -8,6 +8,8 @@ from operators.media import MediaError, check_complete, ffmpeg, probe
 from operators.schema import VIDEO
 
 ASR_SAMPLE_RATE_HZ = 16000
+# 5.1 in ffmpeg's (and WAV's) channel order: FL FR FC LFE BL BR (or SL SR); dialogue is in FC.
+SURROUND_CHANNELS, CENTRE_CHANNEL = 6, 2
 # Audio that ends this much before the picture gets a note in the manifest (it is padded with
 # silence either way: a credits roll without sound is common and valid).
 NOTE_AUDIO_SHORTFALL_S = 0.1
@@ -20,7 +22,7 @@ class ProbeMedia(Operator):
     name = "probe"
     reads = ("uri", "audio_track", "source_lang")
     writes = ("duration_s", "fps", "frame_count", "width", "height", "video_codec", "pixel_format",
-              "audio_start_offset_s", "source_notes", "source_audio_track", "source_audio_uri", "asr_audio_uri")
+              "audio_start_offset_s", "source_notes", "source_audio_track", "source_audio_layout", "source_audio_uri", "asr_audio_uri")
     resources = Resources(num_cpus=1)
     output_schema = VIDEO
 
@@ -55,17 +57,26 @@ class ProbeMedia(Operator):
                 # One decode, two outputs: full quality for the mix, 16 kHz mono for ASR. Both start
                 # with the first frame (the audio's own start offset applied, to the sample) and are
                 # exactly as long as the picture, padded with silence where the audio ends early.
+                # A 5.1 track is kept whole for the mix, which dubs its centre channel, where film
+                # dialogue lives; ASR hears the centre alone (cleaner than a downmix with the effects).
                 align = _align_filter(offset_s, p.audio_sample_rate_hz)
-                per_output = ("-map", f"0:a:{p.audio_track}", "-af", f"{align},apad", "-t", f"{p.duration_s:.6f}",
-                              "-c:a", "pcm_s16le")
+                surround = p.audio_channels == SURROUND_CHANNELS
+
+                def per_output(extra: str) -> tuple[str, ...]:
+                    return ("-map", f"0:a:{p.audio_track}", "-af", f"{align},apad{extra}",
+                            "-t", f"{p.duration_s:.6f}", "-c:a", "pcm_s16le")
+
                 ffmpeg("-i", path,
-                       *per_output, "-ac", "2", "-ar", str(self.config.mix.sample_rate_hz), hi,
-                       *per_output, "-ac", "1", "-ar", str(ASR_SAMPLE_RATE_HZ), lo)
+                       *per_output(""), "-ac", str(SURROUND_CHANNELS if surround else 2),
+                       "-ar", str(self.config.mix.sample_rate_hz), hi,
+                       *per_output(f",pan=mono|c0=c{CENTRE_CHANNEL}" if surround else ""), "-ac", "1",
+                       "-ar", str(ASR_SAMPLE_RATE_HZ), lo)
         return {**row,
                 "duration_s": p.duration_s, "fps": p.fps, "frame_count": p.frame_count,
                 "width": p.width, "height": p.height, "video_codec": p.video_codec,
                 "pixel_format": p.pixel_format, "audio_start_offset_s": p.audio_start_offset_s,
                 "source_notes": notes, "source_audio_track": p.audio_track,
+                "source_audio_layout": "5.1" if p.audio_channels == SURROUND_CHANNELS else "stereo",
                 "audio_sample_rate_hz": p.audio_sample_rate_hz, "audio_channels": p.audio_channels,
                 "source_audio_uri": source_audio, "asr_audio_uri": asr_audio}
 

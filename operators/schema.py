@@ -129,7 +129,8 @@ ANALYSIS_FIELDS = [
     pa.field("pixel_format", pa.string()),         # the source picture's, as ffmpeg names it (yuv420p10le)
     pa.field("audio_start_offset_s", pa.float64()),  # first audio sample after the first frame (negative: before)
     pa.field("source_notes", pa.list_(pa.string())),  # what was done to fit the source, not failures
-    pa.field("source_audio_track", pa.int32()),    # the audio track dubbed, 0-based among the file's audio tracks
+    pa.field("source_audio_track", pa.int32()),
+    pa.field("source_audio_layout", pa.string()),  # "stereo" (mono and stereo sources) or "5.1" (centre dubbed)    # the audio track dubbed, 0-based among the file's audio tracks
     pa.field("audio_sample_rate_hz", pa.int32()),
     pa.field("audio_channels", pa.int32()),
     pa.field("source_audio_uri", pa.string()),     # full-quality source audio (mix input)
