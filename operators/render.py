@@ -296,9 +296,8 @@ def _with_box(picture, rgb: np.ndarray, box: tuple[int, int, int, int]):
     import av
 
     width, height = picture.width, picture.height
-    patch = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24").reformat(format=picture.format.name)
     out = av.VideoFrame(width, height, picture.format.name)
-    src, new, dst = plane_arrays(picture), plane_arrays(patch), plane_arrays(out)
+    src, dst = plane_arrays(picture), plane_arrays(out)
     for d, s in zip(dst, src):
         d[:] = s
     sub_x = max(-(-width // p.shape[1]) for p in src)       # 2 for subsampled chroma, 1 for 4:4:4
@@ -309,11 +308,14 @@ def _with_box(picture, rgb: np.ndarray, box: tuple[int, int, int, int]):
     y1 = height if y1 >= height else y1 // sub_y * sub_y
     if x1 - x0 < sub_x or y1 - y0 < sub_y:
         return out
-    for d, n in zip(dst, new):
+    # Only the box is converted (a whole 1080p frame took ~15 ms a frame); it starts on whole chroma
+    # samples, so each plane of the converted box lands at the box's origin divided by its subsampling.
+    crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+    patch = av.VideoFrame.from_ndarray(crop, format="rgb24").reformat(format=picture.format.name)
+    for d, n in zip(dst, plane_arrays(patch)):
         px, py = -(-width // d.shape[1]), -(-height // d.shape[0])
-        rows = slice(y0 // py, -(-y1 // py))
-        cols = slice(x0 // px, -(-x1 // px))
-        d[rows, cols] = n[rows, cols]
+        r0, c0 = y0 // py, x0 // px
+        d[r0:r0 + n.shape[0], c0:c0 + n.shape[1]] = n[:d.shape[0] - r0, :d.shape[1] - c0]
     return out
 
 
