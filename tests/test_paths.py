@@ -73,3 +73,20 @@ def test_fit_paths_come_from_ids_not_from_the_tts_uri(tmp_path):
     (seg,) = op.process_row(row)["segments"]
     assert seg["fit_uri"] == paths.line_audio(work, "a.tts.wav", "es", 0, "fit")
     assert os.path.exists(seg["fit_uri"]) and os.path.exists(odd)
+
+
+def test_no_stage_joins_a_path_from_row_values_by_hand():
+    """Stages build paths through operators.paths only; manifest.py joins fixed names to OUT and WORK."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parent.parent / "operators"
+    by_hand = {}
+    for f in root.rglob("*.py"):
+        if f.name in ("uri.py", "paths.py"):
+            continue
+        for n, line in enumerate(f.read_text().splitlines(), 1):
+            if re.search(r"uris\.join\(|os\.path\.join\(.*(row|video_id|lang)|\.replace\(\"\.tts", line) and \
+                    not re.search(r'uris\.join\((out_dir|work_dir), "(_results|manifest|segments)"\)', line):
+                by_hand[f"{f.relative_to(root)}:{n}"] = line.strip()
+    assert by_hand == {}
