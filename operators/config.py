@@ -11,8 +11,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # Operator names, in pipeline order; `resources.<name>` overrides that stage.
-STAGES = ("probe", "shots", "transcribe", "faces", "lip_model", "translate", "synthesize",
-          "fit_duration", "mix", "render", "mux", "score", "sync")
+# Every stage's name, in pipeline order (tests/test_config.py checks it against pipelines/localize.py).
+STAGES = ("probe", "shots", "plan", "split", "transcribe", "faces", "save", "merge", "lip_model", "expand",
+          "translate", "synthesize", "fit_duration", "mix", "render", "mux", "score", "sync")
 
 
 class ConfigError(ValueError):
@@ -38,6 +39,29 @@ class ShotsConfig(_Section):
     backend: Literal["scenedetect"] = Field("scenedetect", description="Shot-boundary detector (PySceneDetect content detector)")
     threshold: float = Field(27.0, gt=0.0, le=255.0, description="Content-change score that starts a new shot")
     min_shot_frames: int = Field(15, ge=1, description="Shortest shot, in frames")
+
+
+class ShardsConfig(_Section):
+    """How a video is cut into shards, the unit of analysis work (see README, "Shards")."""
+    target_s: float = Field(120.0, gt=0.0, description="Preferred shard length: a cut is sought nearest to it")
+    min_s: float = Field(60.0, gt=0.0, description="Shortest shard (except a video shorter than this)")
+    max_s: float = Field(180.0, gt=0.0, description="Longest shard: a shot longer than this is cut inside")
+    overlap_s: float = Field(1.0, ge=0.0, le=10.0, description="Margin on each side of a cut inside a shot, "
+                             "analysed by both shards so face tracks continue across it")
+    context_s: float = Field(3.0, ge=0.0, le=30.0, description="Audio heard by ASR past each shard edge; a word "
+                             "belongs to the shard holding its midpoint")
+    min_gap_s: float = Field(0.3, gt=0.0, le=5.0, description="A quiet stretch this long is a speech gap, where "
+                             "a cut may fall without splitting a word")
+    max_video_s: float = Field(4 * 3600.0, gt=0.0, description="Videos longer than this are refused (a row's "
+                               "reason, not a job failure)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ShardsConfig":
+        if not self.min_s <= self.target_s <= self.max_s:
+            raise ValueError(f"need min_s <= target_s <= max_s, got {self.min_s}, {self.target_s}, {self.max_s}")
+        if self.min_s < 4 * self.overlap_s:
+            raise ValueError(f"min_s ({self.min_s}) must be at least 4 x overlap_s ({self.overlap_s})")
+        return self
 
 
 class ASRConfig(_Section):
@@ -221,6 +245,8 @@ class ResourcesOverride(_Section):
     num_gpus: float | None = Field(None, ge=0)
     batch_size: int | None = Field(None, ge=1)
     pool: tuple[int, int] | None = Field(None, description="Actor pool (min, max); (0, 0) runs the stage as tasks")
+    memory_gb: float | None = Field(None, ge=0, description="Memory each task or actor of the stage reserves "
+                                    "(GiB); Ray places no more of them on a node than its memory holds")
 
     @field_validator("pool")
     @classmethod
@@ -233,6 +259,7 @@ class ResourcesOverride(_Section):
 class Config(_Section):
     run: RunConfig = RunConfig()
     shots: ShotsConfig = ShotsConfig()
+    shards: ShardsConfig = ShardsConfig()
     asr: ASRConfig = ASRConfig()
     translate: TranslateConfig = TranslateConfig()
     tts: TTSConfig = TTSConfig()

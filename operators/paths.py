@@ -11,7 +11,9 @@ line, where the files are actually written.
 Paths are derived from ids and positions only, never by editing another
 path: two different (video, language, line) can never name the same file.
 
-    WORK/<video_id>/source.wav, asr16k.wav, faces.npz, lip_models.npz   per video
+    WORK/<video_id>/source.wav, asr16k.wav, frame_times.npy, plan.parquet,
+                    faces.json, lip_models.npz                          per video
+    WORK/<video_id>/shards/<shard:04d>/faces.npz, analysis.parquet      per shard
     WORK/<video_id>/<lang>/<line:04d>.tts.wav, .fit.wav                  per line and language
     WORK/<video_id>/render/<lang>.mp4 (.mov, .mkv)                     re-rendered picture
     WORK/_results/<video_id>/<lang>.parquet                             result markers
@@ -66,6 +68,11 @@ def under(root: str, *parts: str) -> str:
 def video_work(work_dir: str, video_id: str, name: str) -> str:
     """A per-video artifact (source audio, faces, lip models, caches)."""
     return under(work_dir, _safe(video_id), name)
+
+
+def shard_work(work_dir: str, video_id: str, shard_index: int, name: str) -> str:
+    """A per-shard artifact (its faces part, its analysis checkpoint)."""
+    return under(work_dir, _safe(video_id), "shards", f"{int(shard_index):04d}", name)
 
 
 def line_audio(work_dir: str, video_id: str, lang: str, line: int, stage: str) -> str:

@@ -34,6 +34,10 @@ class ProbeMedia(Operator):
             raise MediaError(f"source video not found: {uris.redacted(row['uri'])}")
         with uris.local_copy(row["uri"]) as path:
             p = probe(path, row.get("audio_track"), row.get("source_lang"))
+            limit_s = self.config.shards.max_video_s
+            if p.duration_s > limit_s:
+                raise MediaError(f"the video is {p.duration_s / 60:.1f} minutes long, over the limit of "
+                                 f"{limit_s / 60:.1f} (shards.max_video_s)")
             check_complete(path)
             if p.audio_sample_rate_hz is None:
                 raise MediaError("no audio stream: there is no speech to dub")

@@ -16,7 +16,8 @@ import pyarrow as pa
 # 3: quality report (speaker similarity, mouth change, per-line loudness, share at the speed cap)
 # 4: per-line notes (overlapping cues merged or trimmed); catalog URIs stored redacted; output container
 #    and codec; source pixel format, audio start offset and notes; the audio track dubbed
-MANIFEST_VERSION = "4"
+# 5: the shard plan (shards) and frame times
+MANIFEST_VERSION = "5"
 
 # Row status. A row without a status is still in flight; the driver marks it
 # ok when it leaves the last operator.
@@ -45,6 +46,22 @@ SHOT = pa.struct([
     ("end_s", pa.float64()),
     ("start_frame", pa.int64()),
     ("end_frame", pa.int64()),                    # exclusive
+])
+
+# A piece of a video analysed on its own (see operators/plan_shards.py). Frames are [start, end); the
+# margins are extra frames analysed past an edge cut inside a shot, so tracks continue over the cut.
+SHARD = pa.struct([
+    ("shard_index", pa.int32()),
+    ("start_frame", pa.int64()),
+    ("end_frame", pa.int64()),                    # exclusive
+    ("start_s", pa.float64()),
+    ("end_s", pa.float64()),
+    ("cut", pa.string()),                         # how its start was cut: "video start", "shot cut in a speech
+                                                  # gap", "shot cut", "inside a shot, in a speech gap", "inside a shot"
+    ("margin_before_frames", pa.int32()),
+    ("margin_after_frames", pa.int32()),
+    ("status", pa.string()),                      # after analysis: "ok" or "failed"
+    ("error", pa.string()),                       # why it failed, its time range named
 ])
 
 WORD = pa.struct([
@@ -138,6 +155,8 @@ ANALYSIS_FIELDS = [
     pa.field("detected_lang", pa.string()),
     pa.field("lang_probability", pa.float64()),
     pa.field("shots", pa.list_(SHOT)),
+    pa.field("shards", pa.list_(SHARD)),           # the shard plan, and each shard's analysis outcome
+    pa.field("frame_times_uri", pa.string()),      # every frame's presentation time (npy), for seeking shards
     pa.field("segments", pa.list_(SEGMENT)),
     pa.field("faces_uri", pa.string()),            # per-frame landmarks of every track (npz)
     pa.field("face_tracks", pa.list_(FACE_TRACK)),
@@ -149,6 +168,15 @@ ANALYSIS_FIELDS = [
 ]
 
 VIDEO = pa.schema(CATALOG_FIELDS + STATUS_FIELDS + ANALYSIS_FIELDS)
+
+# A shard's row in the analysis phase: its video's row plus which shard it is. Shard rows of one video
+# are merged back into its video row (operators/merge_shards.py) before the per-language fan-out.
+SHARD_FIELDS = [
+    pa.field("shard_index", pa.int32()),
+    pa.field("num_shards", pa.int32()),
+    pa.field("shard_fingerprint", pa.string()),   # of the inputs and settings its analysis is made from
+]
+SHARD_ROW = pa.schema(CATALOG_FIELDS + STATUS_FIELDS + ANALYSIS_FIELDS + SHARD_FIELDS)
 
 RESULT_FIELDS = [
     pa.field("result_id", pa.string()),

@@ -106,8 +106,20 @@ def _run(args) -> int:
         progress.console.print(f"{mark}[/] " + escape(f"{row['video_id']} -> {row['lang']}{why}"))
         progress.update(task, completed=done, description=escape(f"{row['video_id']} {row['lang']}"))
 
+    shard_task = None
+
+    def on_shard(row: dict, done: int, total: int | None) -> None:
+        # A long video shows movement while its shards are analysed, long before its first result.
+        nonlocal shard_task
+        if shard_task is None:
+            shard_task = progress.add_task("", total=None)
+        shard = row["shards"][row["shard_index"]]
+        progress.update(shard_task, completed=done, description=escape(
+            f"analysed {row['video_id']} shard {row['shard_index'] + 1}/{row['num_shards']} "
+            f"({shard['start_s']:.0f}-{shard['end_s']:.0f} s)"))
+
     with progress:
-        summary = run(args.catalog, args.out, langs=langs, config=config, on_result=on_result)
+        summary = run(args.catalog, args.out, langs=langs, config=config, on_result=on_result, on_shard=on_shard)
     _print_summary(summary, console)
     return 0
 

@@ -51,3 +51,11 @@ def test_resources_override_merges_into_operator_defaults():
     merged = Resources(num_cpus=1, pool=(1, 2), batch_size=4).with_(cfg.resources["score"])
     assert merged == Resources(num_cpus=2, pool=None, batch_size=4)
     assert set(STAGES) >= {"transcribe", "mix"}
+
+
+def test_the_stage_list_is_the_pipelines_stages_in_order():
+    """Resource overrides are checked against config.STAGES: it must name every stage the pipeline runs."""
+    from pipelines.localize import ANALYZE, LOCALIZE
+    from operators.expand import ExpandLanguages
+
+    assert STAGES == tuple(cls.name for cls in (*ANALYZE, ExpandLanguages, *LOCALIZE))

@@ -92,7 +92,7 @@ def test_every_catalog_row_reaches_the_manifest_once_per_language(first_run):
     expected = {
         ("good", "es"): (OK, None), ("good", "de"): (OK, None), ("good", "fr"): (FAILED, "translate"),
         ("missing", "es"): (FAILED, "probe"), ("truncated", "es"): (FAILED, "probe"), ("cut", "es"): (FAILED, "probe"),
-        ("mute", "es"): (FAILED, "probe"), ("silent", "es"): (SKIPPED, "transcribe"),
+        ("mute", "es"): (FAILED, "probe"), ("silent", "es"): (SKIPPED, "merge"),
     }
     assert {k: (r["status"], r["error_stage"]) for k, r in pairs.items()} == expected
     assert "not found" in pairs["missing", "es"]["error"]
