@@ -156,21 +156,25 @@ def write_vtt(cues: list[Cue], uri: str) -> None:
 # ("{x}") and does not escape "&" and "<", which a WebVTT parser would take for markup.
 
 def _srt(cues: list[Cue]) -> str:
-    blocks = [f"{n}\n{_stamp(c.start_s, ',')} --> {_stamp(c.end_s, ',')}\n{c.text}\n"
+    blocks = [f"{n}\n{_stamp(c.start_s, ',')} --> {_stamp(c.end_s, ',')}\n{_payload(c.text)}\n"
               for n, c in enumerate(cues, 1)]
     return "\n".join(blocks)
 
 
 def _vtt(cues: list[Cue]) -> str:
-    blocks = [f"{n}\n{_stamp(c.start_s, '.')} --> {_stamp(c.end_s, '.')}\n{_vtt_escaped(c.text)}\n"
+    blocks = [f"{n}\n{_stamp(c.start_s, '.')} --> {_stamp(c.end_s, '.')}\n{_vtt_escaped(_payload(c.text))}\n"
               for n, c in enumerate(cues, 1)]
     return "\n".join(["WEBVTT\n", *blocks])
 
 
+def _payload(text: str) -> str:
+    # In both formats a blank line ends the cue: the rest of its text would be read as a new cue.
+    return "\n".join(line for line in text.split("\n") if line.strip())
+
+
 def _vtt_escaped(text: str) -> str:
-    # A blank line would end the cue early; "-->" in a payload is forbidden by the spec.
-    lines = [line for line in text.split("\n") if line.strip()]
-    return "\n".join(line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for line in lines)
+    # "&" and "<" would start markup; ">" escaped as well keeps "-->", which the spec forbids in a cue's text.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _stamp(t_s: float, decimal: str) -> str:
@@ -231,9 +235,9 @@ def reflow(text: str, max_chars: int) -> tuple[str, ...]:
     lengths (least when the lines are even), plus `_cut_cost` for a break
     that does not follow a clause's end (subtitlers break after punctuation
     where they can); of equal ones, the one with the shorter top line (the
-    bottom-heavy shape subtitlers prefer). A word
-    longer than `max_chars` stands alone on its line, still too long
-    (reported by `check`, never cut inside a word).
+    bottom-heavy shape subtitlers prefer). A word longer than `max_chars`
+    stands alone on its line, still too long (reported by `check`, never cut
+    inside a word).
     """
     words = text.split()
     if not words:
@@ -241,7 +245,8 @@ def reflow(text: str, max_chars: int) -> tuple[str, ...]:
     n_lines = len(_greedy(words, max_chars))
     if n_lines == 1:
         return (" ".join(words),)
-    # best[k][j]: the best way to set words[:j] on k lines, as (sum of squares, line lengths, breaks)
+    # best[k][j]: the best way to set words[:j] on k lines, as (cost, line lengths, breaks); cost is
+    # additive and the lengths compare from the top line down, so keeping the best per prefix is exact.
     best: list[dict[int, tuple]] = [{0: (0, (), ())}]
     for k in range(1, n_lines + 1):
         row: dict[int, tuple] = {}
@@ -423,9 +428,9 @@ def write_outputs(segments: list[dict], limits: "SubtitlesConfig", out_dir: str,
 
     Cues follow the dub: each line's placed_start_s/placed_end_s and its
     target_text. The dual-language file (limits.dual) has one cue per dubbed
-    line, over the same span, with the source text re-flowed above the target
-    text; it is a reading and QC aid that by design holds twice the lines, so
-    the limits are checked on the target-language cues only.
+    line, over the time its target cues take, with the source text re-flowed
+    above the target text; it is a reading and QC aid that by design holds
+    twice the lines, so the limits are checked on the target-language cues only.
     """
     lines = sorted(((s["segment_id"], s["placed_start_s"], s["placed_end_s"], s.get("target_text") or "")
                     for s in segments), key=lambda line: line[1])
@@ -437,12 +442,19 @@ def write_outputs(segments: list[dict], limits: "SubtitlesConfig", out_dir: str,
     write_vtt(cues, vtt_uri)
     dual_uri = None
     if limits.dual:
+        # A line's dual cue spans its target cues as laid out (lengthened ones included), so both files
+        # show a line over the same time.
+        spans: dict[str, tuple[float, float]] = {}
+        for c in laid.cues:
+            start_s, end_s = spans.get(c.segment_id, (c.start_s, c.end_s))
+            spans[c.segment_id] = (min(start_s, c.start_s), max(end_s, c.end_s))
         dual = []
         for s in sorted(segments, key=lambda s: s["placed_start_s"]):
             shown = reflow(s.get("source_text") or "", limits.max_chars_per_line) + \
                 reflow(s.get("target_text") or "", limits.max_chars_per_line)
             if shown:
-                dual.append(Cue(_ms(s["placed_start_s"]), _ms(s["placed_end_s"]), "\n".join(shown)))
+                start_s, end_s = spans.get(s["segment_id"], (_ms(s["placed_start_s"]), _ms(s["placed_end_s"])))
+                dual.append(Cue(start_s, end_s, "\n".join(shown)))
         dual_uri = paths.output(out_dir, video_id, lang, f".dual.{limits.dual_format}")
         (write_vtt if limits.dual_format == "vtt" else write_srt)(dual, dual_uri)
     over = {limit: sum(i.limit == limit for i in laid.issues) for limit in SUBTITLE_LIMITS}

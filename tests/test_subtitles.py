@@ -205,9 +205,9 @@ def test_the_files_and_their_manifest_columns(tmp_path):
         "subtitle_cues_over_limits": {"max_chars_per_line": 0, "max_lines_per_cue": 0, "max_chars_per_s": 0,
                                       "min_duration_s": 0, "max_duration_s": 0},
         "subtitle_issues": []}
-    # dual: one cue per dubbed line, in the dub's time, the source above the target
+    # dual: one cue per dubbed line, over its target cues' time ("Sí." lengthened), the source above the target
     assert [(c.start, c.end, c.lines) for c in webvtt.read(dual)] == [
-        ("00:00:00.500", "00:00:00.900", ["Yes.", "Sí."]),
+        ("00:00:00.500", "00:00:01.333", ["Yes.", "Sí."]),
         ("00:00:03.000", "00:00:11.000", [
             "And then we walked all the way home", "through the rain, without a word", "between us, until the lights came on.",
             "Y luego caminamos hasta casa bajo", "la lluvia, sin decirnos una palabra,", "hasta que se encendieron las luces."])]
@@ -233,3 +233,13 @@ def test_a_cue_over_limits_is_counted_and_listed(tmp_path):
     assert cols["subtitle_issues"] == [
         {"cue_number": 1, "segment_id": "v@1", "limit": "min_duration_s", "value": 0.6, "allowed": 0.833},
         {"cue_number": 2, "segment_id": "v@2", "limit": "min_duration_s", "value": 0.6, "allowed": 0.833}]
+
+
+def test_a_blank_line_in_a_text_cannot_end_its_cue_early(tmp_path):
+    import webvtt
+
+    cues = [Cue(0.0, 1.0, "one\n\ntwo"), Cue(1.0, 2.0, "three --> four")]
+    write_srt(cues, str(tmp_path / "o.srt"))
+    write_vtt(cues, str(tmp_path / "o.vtt"))
+    assert [c.text for c in read_cues(str(tmp_path / "o.srt"))] == ["one two", "three --> four"]
+    assert [c.lines for c in webvtt.read(str(tmp_path / "o.vtt"))] == [["one", "two"], ["three --&gt; four"]]
