@@ -1,4 +1,7 @@
-from operators.subtitles import Cue, assign_cues, read_cues, tidy_cues, write_srt
+from operators.config import SubtitlesConfig
+from operators.schema import RESULT, conform
+from operators.subtitles import (Cue, Issue, TimedCue, assign_cues, chars, check, layout, lengthen, read_cues,
+                                 reflow, split_line, tidy_cues, write_outputs, write_srt, write_vtt)
 
 
 def test_srt_and_vtt_read_the_same_cues(tmp_path):
@@ -73,11 +76,6 @@ def test_a_chain_of_overlapping_cues():
 
 
 # --- timed-text limits: re-flow, split, lengthen, check -------------------------------
-
-from operators.config import SubtitlesConfig  # noqa: E402
-from operators.schema import RESULT, conform  # noqa: E402
-from operators.subtitles import (Issue, TimedCue, chars, check, layout, lengthen, reflow,  # noqa: E402
-                                 split_line, write_outputs, write_vtt)
 
 LIMITS = SubtitlesConfig()
 
