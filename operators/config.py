@@ -201,6 +201,36 @@ class OutputConfig(_Section):
         return self
 
 
+class SubtitlesConfig(_Section):
+    """Timed-text limits every cue of the written subtitles is held to, and the extra files.
+
+    Characters are counted as delivery specs count them (Netflix's timed-text
+    style guide among them): every character including spaces and punctuation,
+    line breaks excluded.
+    """
+    max_chars_per_line: int = Field(42, ge=10, le=200, description="Longest subtitle line, in characters; longer "
+                                    "text is re-flowed at word boundaries onto more lines")
+    max_lines_per_cue: int = Field(2, ge=1, le=4, description="Most lines on screen at once; a dubbed line that "
+                                   "needs more is split into several cues at word boundaries, inside its own time")
+    max_chars_per_s: float = Field(17.0, gt=0.0, le=100.0, description="Reading speed: characters (spaces included, "
+                                   "line breaks not) over the cue's duration. A faster cue is lengthened into the "
+                                   "silence after it, where there is some")
+    min_duration_s: float = Field(0.833, ge=0.0, le=10.0, description="Shortest cue (5/6 s, 20 frames at 24 fps); a "
+                                  "shorter one is lengthened into the silence after it, never over the next cue")
+    max_duration_s: float = Field(7.0, gt=0.0, le=60.0, description="Longest cue; a longer dubbed line is split "
+                                  "into several cues at word boundaries")
+    dual: bool = Field(False, description="Also write a dual-language file: the source text above the target "
+                       "text in each cue, in the dub's timing (for language learners and QC)")
+    dual_format: Literal["vtt", "srt"] = Field("vtt", description="Format of the dual-language file")
+
+    @model_validator(mode="after")
+    def _durations_ordered(self) -> "SubtitlesConfig":
+        if self.min_duration_s >= self.max_duration_s:
+            raise ValueError(f"min_duration_s ({self.min_duration_s}) must be less than max_duration_s "
+                             f"({self.max_duration_s})")
+        return self
+
+
 class ScoreConfig(_Section):
     back_transcribe: bool = Field(True, description="Transcribe the dub back and compute WER/CER against the target text")
     sync_max_offset_frames: int = Field(15, ge=1, le=60, description="Lip-sync score: offsets searched on each "
@@ -268,6 +298,7 @@ class Config(_Section):
     faces: FacesConfig = FacesConfig()
     lips: LipsConfig = LipsConfig()
     output: OutputConfig = OutputConfig()
+    subtitles: SubtitlesConfig = SubtitlesConfig()
     score: ScoreConfig = ScoreConfig()
     review: ReviewConfig = ReviewConfig()
     resources: dict[str, ResourcesOverride] = Field(

@@ -17,7 +17,7 @@ path: two different (video, language, line) can never name the same file.
     WORK/<video_id>/<lang>/<line:04d>.tts.wav, .fit.wav                  per line and language
     WORK/<video_id>/render/<lang>.mp4 (.mov, .mkv)                     re-rendered picture
     WORK/_results/<video_id>/<lang>.parquet                             result markers
-    OUT/videos/<video_id>/<video_id>.<lang>.mp4 (.mov, .mkv; .wav, .srt) outputs
+    OUT/videos/<video_id>/<video_id>.<lang>.mp4 (.mov, .mkv; .wav, .srt, .vtt, .dual.vtt) outputs
     OUT/manifest/lang=<lang>/part-0.parquet                             manifest partitions
 """
 from __future__ import annotations
@@ -94,7 +94,9 @@ def marker(work_dir: str, video_id: str, lang: str) -> str:
 # --- OUT --------------------------------------------------------------------------
 
 def output(out_dir: str, video_id: str, lang: str, suffix: str) -> str:
-    """A finished output: suffix '.mp4', '.mov', '.mkv' (the video, per output.container), '.wav' or '.srt'."""
+    """A finished output: suffix '.mp4', '.mov', '.mkv' (the video, per output.container), '.wav', '.srt', '.vtt'
+    or '.dual.vtt' / '.dual.srt' (subtitles.dual). A language code is a BCP 47 tag (never 'dual', never
+    with a dot), so no two collide."""
     return under(out_dir, "videos", _safe(video_id), f"{video_id}.{_safe(lang)}{suffix}")
 
 

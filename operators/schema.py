@@ -118,6 +118,19 @@ FACE_TRACK = pa.struct([
     ("end_reason", pa.string()),                  # "shot end", "lost", "left the frame"
 ])
 
+# One count per timed-text limit, named as its setting in the `subtitles` config section.
+SUBTITLE_LIMITS = ("max_chars_per_line", "max_lines_per_cue", "max_chars_per_s", "min_duration_s", "max_duration_s")
+SUBTITLE_LIMIT_COUNTS = pa.struct([(name, pa.int32()) for name in SUBTITLE_LIMITS])
+
+# A written cue that still breaks a limit after re-flow, split and lengthening.
+SUBTITLE_ISSUE = pa.struct([
+    ("cue_number", pa.int32()),                   # as numbered in the .srt and .vtt (1-based)
+    ("segment_id", pa.string()),                  # the dubbed line the cue shows
+    ("limit", pa.string()),                       # one of SUBTITLE_LIMITS
+    ("value", pa.float64()),                      # the cue's: characters, lines, characters/s or seconds
+    ("allowed", pa.float64()),                    # the setting it breaks
+])
+
 TIMING = pa.struct([("stage", pa.string()), ("wall_s", pa.float64())])
 
 MODEL = pa.struct([
@@ -188,7 +201,15 @@ RESULT_FIELDS = [
     pa.field("output_video_codec", pa.string()),   # "h264", "hevc" or "prores"
     pa.field("output_video_copied", pa.bool_()),   # the source picture stream copied as it is (not re-encoded)
     pa.field("dub_audio_uri", pa.string()),
-    pa.field("subtitles_out_uri", pa.string()),
+    pa.field("subtitles_out_uri", pa.string()),    # SRT, also embedded in the video
+    pa.field("subtitles_vtt_uri", pa.string()),    # the same cues as WebVTT
+    pa.field("subtitles_dual_uri", pa.string()),   # source above target (subtitles.dual); null: not written
+    # subtitles: timed-text limits (config `subtitles`, operators/subtitles.py)
+    pa.field("subtitle_cues", pa.int32()),
+    pa.field("subtitle_lines_split", pa.int32()),  # dubbed lines written as more than one cue
+    pa.field("subtitle_cues_extended", pa.int32()),  # cues lengthened into the silence after them
+    pa.field("subtitle_cues_over_limits", SUBTITLE_LIMIT_COUNTS),   # cues still over each limit
+    pa.field("subtitle_issues", pa.list_(SUBTITLE_ISSUE)),          # which cues, and which limit
     # loudness
     pa.field("source_dialogue_lufs", pa.float64()),
     pa.field("dub_dialogue_lufs", pa.float64()),

@@ -138,7 +138,7 @@ def _print_summary(summary, console) -> None:
     for r in summary.failed:
         console.print(f"  {r['status']}: {r['video_id']} -> {r['lang']} at {r['error_stage']}: {r['error']}",
                       markup=False, highlight=False)
-    console.print(f"videos:   {summary.out_dir}/videos/<video_id>/<video_id>.<lang>.mp4 or .mov (.wav, .srt)")
+    console.print(f"videos:   {summary.out_dir}/videos/<video_id>/<video_id>.<lang>.mp4 or .mov (.wav, .srt, .vtt)")
     console.print(f"manifest: {summary.manifest_uri} (Parquet, partitioned by lang)")
 
 

@@ -34,6 +34,8 @@ def test_file_overrides_defaults(tmp_path):
     ("[resources.bogus]\nnum_cpus = 1\n", "unknown stage 'bogus'"),
     ("[resources.mix]\npool = [3, 1]\n", "pool"),
     ("[fit\n", "not valid TOML"),
+    ("[subtitles]\nmin_duration_s = 8.0\n", "min_duration_s (8.0) must be less than max_duration_s (7.0)"),
+    ("[subtitles]\ndual_format = 'ass'\n", "subtitles.dual_format"),
 ])
 def test_bad_config_is_an_error_naming_the_key(tmp_path, text, needle):
     path = tmp_path / "c.toml"

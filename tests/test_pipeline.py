@@ -198,7 +198,8 @@ def test_a_video_whose_subtitles_overlap_is_dubbed(ray_local, tmp_path):
     catalog.write_text(json.dumps({"video_id": "clip", "uri": "clip.mp4", "source_lang": "en",
                                    "source_subtitles_uri": "clip.en.srt", "subtitles_uri_de": "clip.de.srt"}) + "\n")
     out = str(tmp_path / "out")
-    summary = run(str(catalog), out, langs=["de"], config=small_config(lips={"enabled": False}))
+    summary = run(str(catalog), out, langs=["de"], config=small_config(lips={"enabled": False},
+                                                                       subtitles={"dual": True}))
 
     assert summary.counts["de"][OK] == 1, summary.counts
     (result,) = manifest.read_manifest(out)
@@ -211,3 +212,17 @@ def test_a_video_whose_subtitles_overlap_is_dubbed(ray_local, tmp_path):
          [f"merged with the overlapping translated cue at 2.600-{ends[1]:.3f} s"])]
     assert all(s["fit_uri"] for s in segs) and segs[0]["placed_end_s"] <= segs[1]["start_s"]
     assert [r["notes"] for r in manifest.read_segments(out)] == [s["notes"] for s in segs]
+
+    # Subtitles: SRT, WebVTT and the dual file, cued on the dub's lines, within every limit
+    import webvtt
+
+    assert [result[k] for k in ("subtitles_out_uri", "subtitles_vtt_uri", "subtitles_dual_uri")] == [
+        os.path.join(out, "videos", "clip", f"clip.de{suffix}") for suffix in (".srt", ".vtt", ".dual.vtt")]
+    vtt = list(webvtt.read(result["subtitles_vtt_uri"]))
+    assert [c.text for c in vtt] == ["Das Haus ist rot.", "Ich trinke Kaffee."]
+    assert [c.start for c in vtt] == [f"00:00:0{s['placed_start_s']:.3f}" for s in segs]
+    assert [(c.start, c.end) for c in webvtt.read(result["subtitles_dual_uri"])] == [(c.start, c.end) for c in vtt]
+    assert [c.lines for c in webvtt.read(result["subtitles_dual_uri"])] == [
+        ["The house is red.", "Das Haus ist rot."], ["I drink coffee.", "Ich trinke Kaffee."]]
+    assert (result["subtitle_cues"], result["subtitle_lines_split"], result["subtitle_issues"]) == (2, 0, [])
+    assert set(result["subtitle_cues_over_limits"].values()) == {0}
