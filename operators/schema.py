@@ -146,6 +146,7 @@ ANALYSIS_FIELDS = [
     pa.field("lip_model_r2", pa.float64()),        # held-out fit of mouth opening on the source
     pa.field("source_sync_offset_frames", pa.int32()),
     pa.field("source_sync_confidence", pa.float64()),
+    pa.field("source_sha256", pa.string()),        # of the source file as read (C2PA manifests cite it)
 ]
 
 VIDEO = pa.schema(CATALOG_FIELDS + STATUS_FIELDS + ANALYSIS_FIELDS)
@@ -161,6 +162,9 @@ RESULT_FIELDS = [
     pa.field("output_video_copied", pa.bool_()),   # the source picture stream copied as it is (not re-encoded)
     pa.field("dub_audio_uri", pa.string()),
     pa.field("subtitles_out_uri", pa.string()),
+    pa.field("disclosure", pa.string()),           # the AI-dubbing disclosure written into the video's metadata
+    pa.field("disclosure_label", pa.string()),     # the label burned into the picture; null: none
+    pa.field("provenance_status", pa.string()),    # C2PA: "signed", "not signed: <why>", "failed: <why>"
     # loudness
     pa.field("source_dialogue_lufs", pa.float64()),
     pa.field("dub_dialogue_lufs", pa.float64()),
