@@ -246,6 +246,21 @@ def test_a_key_that_cannot_sign_fails_on_the_driver(certs, tmp_path, which, need
     assert "PRIVATE KEY" not in str(e.value)
 
 
+def test_the_cli_refuses_a_key_that_cannot_sign_before_any_work(certs, tmp_path, capsys):
+    from pipelines.cli import main
+
+    config = tmp_path / "c.toml"
+    config.write_text(f'[provenance]\ncert_chain = "{certs["chain"]}"\nprivate_key = "{certs["other_key"]}"\n')
+    assert main(["config", "--check", str(config)]) == 2
+    assert "test signature" in capsys.readouterr().err
+    catalog, out = tmp_path / "c.jsonl", tmp_path / "out"
+    catalog.write_text(json.dumps({"video_id": "a", "uri": "a.mp4"}) + "\n")
+    assert main(["run", "--catalog", str(catalog), "--langs", "es", "--out", str(out), "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "provenance" in err and "PRIVATE KEY" not in err
+    assert not out.exists()
+
+
 def test_key_and_chain_are_set_together():
     with pytest.raises(ConfigError, match="cert_chain and private_key must be set together"):
         Config.from_dict({"provenance": {"cert_chain": "chain.pem"}})
