@@ -231,6 +231,47 @@ class SubtitlesConfig(_Section):
         return self
 
 
+class DisclosureConfig(_Section):
+    """What every output says about being AI-dubbed (see README, "Disclosure and provenance")."""
+    text: str = Field("AI-dubbed by raydub: the voice and the lip movements are AI-generated.", min_length=1,
+                      description="Disclosure written into a finished video whose lips were re-rendered: its "
+                      "container metadata (comment; description too in mp4 and mkv) and the manifest's `disclosure`")
+    text_voice_only: str = Field("AI-dubbed by raydub: the voice is AI-generated.", min_length=1,
+                                 description="The same for a video whose picture was kept as it was (no lips "
+                                 "re-rendered), and for every dub .wav (its INFO comment)")
+    burn_in: bool = Field(False, description="Also draw `label` into the picture. The picture is then always "
+                          "encoded (a source stream is no longer copied; a re-rendered one is encoded once more)")
+    label: str = Field("AI-dubbed", min_length=1, max_length=200, description="Text of the burned-in label")
+    position: Literal["top-left", "top-right", "bottom-left", "bottom-right", "top", "bottom"] = Field(
+        "top-left", description="Where the burned-in label sits; its text is 1/24 of the picture's height, on a "
+        "half-transparent box, half a line from the edges")
+
+
+class ProvenanceConfig(_Section):
+    """C2PA manifests in the outputs (see README, "Disclosure and provenance")."""
+    sign: Literal["auto", "off"] = Field(
+        "auto", description="'auto': embed a signed C2PA manifest in every mp4, mov and dub .wav when cert_chain and "
+        "private_key are set; without them the manifest's provenance_status says 'not signed: no key configured' "
+        "and the run goes on. 'off': never sign")
+    cert_chain: str | None = Field(
+        None, description="PEM file with the signing certificate first, then its intermediate CAs (local path or "
+        "s3://; it must be readable on every node). Its key usage must include digitalSignature and its extended "
+        "key usage emailProtection or documentSigning (C2PA's rules)")
+    private_key: str | None = Field(
+        None, description="Unencrypted PEM (PKCS#8) file of the certificate's private key: EC P-256, P-384 or P-521 "
+        "(signed ES256/ES384/ES512), Ed25519, or RSA (PS256). A secret: raydub reads it only where it signs and "
+        "never logs or stores it")
+    tsa_url: str | None = Field(
+        None, description="RFC 3161 timestamp authority that countersigns each manifest (keeps it verifiable after "
+        "the certificate expires); unset: no timestamp")
+
+    @model_validator(mode="after")
+    def _key_and_chain_together(self) -> "ProvenanceConfig":
+        if bool(self.cert_chain) != bool(self.private_key):
+            raise ValueError("cert_chain and private_key must be set together (or neither)")
+        return self
+
+
 class ScoreConfig(_Section):
     back_transcribe: bool = Field(True, description="Transcribe the dub back and compute WER/CER against the target text")
     sync_max_offset_frames: int = Field(15, ge=1, le=60, description="Lip-sync score: offsets searched on each "
@@ -299,6 +340,8 @@ class Config(_Section):
     lips: LipsConfig = LipsConfig()
     output: OutputConfig = OutputConfig()
     subtitles: SubtitlesConfig = SubtitlesConfig()
+    disclosure: DisclosureConfig = DisclosureConfig()
+    provenance: ProvenanceConfig = ProvenanceConfig()
     score: ScoreConfig = ScoreConfig()
     review: ReviewConfig = ReviewConfig()
     resources: dict[str, ResourcesOverride] = Field(

@@ -16,7 +16,8 @@ import pyarrow as pa
 # 3: quality report (speaker similarity, mouth change, per-line loudness, share at the speed cap)
 # 4: per-line notes (overlapping cues merged or trimmed); catalog URIs stored redacted; output container
 #    and codec; source pixel format, audio start offset and notes; the audio track dubbed
-# 5: the shard plan (shards) and frame times
+# 5: the shard plan (shards) and frame times; subtitles as WebVTT (and dual) with timed-text limits;
+#    the AI-dubbing disclosure and C2PA provenance status; the source's SHA-256
 MANIFEST_VERSION = "5"
 
 # Row status. A row without a status is still in flight; the driver marks it
@@ -178,6 +179,7 @@ ANALYSIS_FIELDS = [
     pa.field("lip_model_r2", pa.float64()),        # held-out fit of mouth opening on the source
     pa.field("source_sync_offset_frames", pa.int32()),
     pa.field("source_sync_confidence", pa.float64()),
+    pa.field("source_sha256", pa.string()),        # of the source file as read (C2PA manifests cite it)
 ]
 
 VIDEO = pa.schema(CATALOG_FIELDS + STATUS_FIELDS + ANALYSIS_FIELDS)
@@ -210,6 +212,9 @@ RESULT_FIELDS = [
     pa.field("subtitle_cues_extended", pa.int32()),  # cues lengthened into the silence after them
     pa.field("subtitle_cues_over_limits", SUBTITLE_LIMIT_COUNTS),   # cues still over each limit
     pa.field("subtitle_issues", pa.list_(SUBTITLE_ISSUE)),          # which cues, and which limit
+    pa.field("disclosure", pa.string()),           # the AI-dubbing disclosure written into the video's metadata
+    pa.field("disclosure_label", pa.string()),     # the label burned into the picture; null: none
+    pa.field("provenance_status", pa.string()),    # C2PA: "signed", "not signed: <why>", "failed: <why>"
     # loudness
     pa.field("source_dialogue_lufs", pa.float64()),
     pa.field("dub_dialogue_lufs", pa.float64()),

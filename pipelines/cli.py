@@ -45,7 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "config":
             if args.check:
                 import json
-                print(json.dumps(Config.load(args.check).model_dump(), indent=2))
+
+                from operators.provenance import Signing
+
+                config = Config.load(args.check)
+                Signing(config)             # a configured signing key must be able to sign (a test signature)
+                print(json.dumps(config.model_dump(), indent=2))
             else:
                 print(defaults_toml(), end="")
             return 0

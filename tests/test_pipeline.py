@@ -1,4 +1,5 @@
 """End to end on an embedded Ray: real media, real models that PyPI packages ship, bad inputs beside good."""
+import hashlib
 import json
 import os
 import subprocess
@@ -133,6 +134,15 @@ def test_dubbed_outputs(first_run, media):
         assert audio == [("spa", "Dub (es)"), ("eng", "Original (en)")]
         assert [s.metadata.get("language") for s in dub.streams.subtitles] == ["spa"]
     assert os.path.exists(es["dub_audio_uri"]) and os.path.exists(es["subtitles_out_uri"])
+    # Every output says it was AI-dubbed; no key is configured, so nothing is signed, and the run says so.
+    disclosure = "AI-dubbed by raydub: the voice is AI-generated."       # no lips re-rendered on this still
+    assert (es["disclosure"], es["disclosure_label"]) == (disclosure, None)
+    assert es["provenance_status"] == "not signed: no key configured"
+    for path in (es["video_out_uri"], es["dub_audio_uri"]):
+        probed = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags=comment", "-of",
+                                 "default=nw=1:nk=1", path], capture_output=True, text=True, check=True)
+        assert probed.stdout.strip() == disclosure
+    assert es["source_sha256"] == hashlib.sha256((d / "good.mp4").read_bytes()).hexdigest()
     assert "casa" in open(es["subtitles_out_uri"]).read().lower()
 
     segs = es["segments"]
