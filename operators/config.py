@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 # Operator names, in pipeline order; `resources.<name>` overrides that stage.
 # Every stage's name, in pipeline order (tests/test_config.py checks it against pipelines/localize.py).
 STAGES = ("probe", "shots", "plan", "split", "transcribe", "faces", "save", "merge", "lip_model", "expand",
-          "translate", "synthesize", "fit_duration", "mix", "render", "mux", "score", "sync")
+          "translate", "synthesize", "fit_duration", "mix", "lips", "split_render", "render", "stitch", "mux",
+          "score", "sync")
 
 
 class ConfigError(ValueError):

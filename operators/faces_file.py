@@ -56,9 +56,19 @@ def write_part(faces_uri: str, times_s: np.ndarray, samples: dict[str, np.ndarra
     uris.write_bytes(faces_uri, buffer.getvalue())
 
 
-def read_part(faces_uri: str, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+def read_part(faces_uri: str, keys: tuple[str, ...] | None = None, crops_of: set[int] | None = None
+              ) -> dict[str, np.ndarray]:
+    """The arrays of a part: all, or `keys` plus the crops of the tracks in `crops_of` (an npz
+    decompresses only the arrays read)."""
+    def wanted(k: str) -> bool:
+        if keys is None:
+            return True
+        if crops_of and k.startswith(("crops_", "crop_frame_", "crop_origin_")):
+            return int(k.rsplit("_", 1)[1]) in crops_of
+        return k in keys
+
     with np.load(io.BytesIO(uris.read_bytes(faces_uri))) as data:
-        return {k: data[k] for k in data.files if keys is None or k in keys}
+        return {k: data[k] for k in data.files if wanted(k)}
 
 
 def write_index(faces_uri: str, frame_times_uri: str, parts: list[str], same_track: dict[int, int]) -> None:
@@ -67,17 +77,24 @@ def write_index(faces_uri: str, frame_times_uri: str, parts: list[str], same_tra
                                             "same_track": {str(k): v for k, v in same_track.items()}}).encode())
 
 
-def load(faces_uri: str) -> dict[str, np.ndarray]:
-    """The whole video's face arrays (see the module doc), from a part or an index of parts."""
+def load(faces_uri: str, with_crops: bool = True, crops_of: set[int] | None = None) -> dict[str, np.ndarray]:
+    """The whole video's face arrays (see the module doc), from a part or an index of parts.
+
+    Mouth crops are the bulk of it: `with_crops=False` leaves them all out, `crops_of` keeps those of
+    the tracks given (ids as returned, after joins).
+    """
+    keys = ("frame_times_s",) + SAMPLE_KEYS
     if not faces_uri.endswith(".json"):
-        return read_part(faces_uri)
+        return read_part(faces_uri, None if with_crops and crops_of is None else keys, crops_of)
     index = json.loads(uris.read_bytes(faces_uri))
     same = {int(k): int(v) for k, v in index["same_track"].items()}
     times_pts = np.load(io.BytesIO(uris.read_bytes(index["frame_times_uri"])))
     samples = {k: [] for k in SAMPLE_KEYS}
     crops: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+    wanted_parts = None if crops_of is None else {t for t, root in same.items() if root in crops_of} | crops_of
     for part_uri in index["parts"]:
-        part = read_part(part_uri)
+        part = read_part(part_uri, None if with_crops and crops_of is None else keys,
+                         wanted_parts if with_crops else None)
         for k in SAMPLE_KEYS:
             samples[k].append(part[k])
         for key in part:

@@ -16,6 +16,7 @@ path: two different (video, language, line) can never name the same file.
     WORK/<video_id>/shards/<shard:04d>/faces.npz, analysis.parquet      per shard
     WORK/<video_id>/<lang>/<line:04d>.tts.wav, .fit.wav                  per line and language
     WORK/<video_id>/render/<lang>.mp4 (.mov, .mkv)                     re-rendered picture
+    WORK/<video_id>/render/<lang>/targets.npz, <shard:04d>.mp4         its plan and its shards
     WORK/_results/<video_id>/<lang>.parquet                             result markers
     OUT/videos/<video_id>/<video_id>.<lang>.mp4 (.mov, .mkv; .wav, .srt, .vtt, .dual.vtt) outputs
     OUT/manifest/lang=<lang>/part-0.parquet                             manifest partitions
@@ -83,8 +84,18 @@ def line_audio(work_dir: str, video_id: str, lang: str, line: int, stage: str) -
 
 
 def rendered_video(work_dir: str, video_id: str, lang: str, suffix: str = ".mp4") -> str:
-    """The re-rendered picture; suffix: the output container's ('.mp4', '.mov', '.mkv')."""
+    """The re-rendered picture, its shards stitched; suffix: the output container's ('.mp4', '.mov', '.mkv')."""
     return under(work_dir, _safe(video_id), "render", f"{_safe(lang)}{suffix}")
+
+
+def rendered_shard(work_dir: str, video_id: str, lang: str, shard_index: int, suffix: str = ".mp4") -> str:
+    """One shard of the re-rendered picture."""
+    return under(work_dir, _safe(video_id), "render", _safe(lang), f"{int(shard_index):04d}{suffix}")
+
+
+def lip_targets(work_dir: str, video_id: str, lang: str) -> str:
+    """The planned mouth shapes of every frame to re-render."""
+    return under(work_dir, _safe(video_id), "render", _safe(lang), "targets.npz")
 
 
 def marker(work_dir: str, video_id: str, lang: str) -> str:

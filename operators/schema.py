@@ -190,6 +190,7 @@ SHARD_FIELDS = [
     pa.field("shard_index", pa.int32()),
     pa.field("num_shards", pa.int32()),
     pa.field("shard_fingerprint", pa.string()),   # of the inputs and settings its analysis is made from
+    pa.field("shard_output_uri", pa.string()),     # per (shard, language): the shard's re-rendered picture
 ]
 SHARD_ROW = pa.schema(CATALOG_FIELDS + STATUS_FIELDS + ANALYSIS_FIELDS + SHARD_FIELDS)
 
@@ -236,6 +237,7 @@ RESULT_FIELDS = [
     pa.field("voice_cloned", pa.bool_()),          # the TTS spoke in the source speaker's voice (it can clone)
     pa.field("speaker_similarity", pa.float64()),
     # lip sync
+    pa.field("lip_targets_uri", pa.string()),      # the planned mouth shapes (operators/plan_lips.py)
     pa.field("rendered_video_uri", pa.string()),   # re-rendered picture (video only); null: source kept
     pa.field("lip_status", pa.string()),           # "rendered" or "unchanged"
     pa.field("lip_reason", pa.string()),           # why lines were left as they were
@@ -250,6 +252,9 @@ RESULT_FIELDS = [
 ]
 
 RESULT = pa.schema(CATALOG_FIELDS + STATUS_FIELDS + ANALYSIS_FIELDS + RESULT_FIELDS)
+
+# A (shard, language) row while the picture is rendered shard by shard (operators/render.py).
+RESULT_SHARD_ROW = pa.schema(CATALOG_FIELDS + STATUS_FIELDS + ANALYSIS_FIELDS + RESULT_FIELDS + SHARD_FIELDS)
 
 # The manifest is the result table as it leaves the last operator.
 MANIFEST = RESULT

@@ -29,12 +29,15 @@ from operators.mix import Mix
 from operators.mux import Mux
 from operators.plan_shards import PlanShards
 from operators.probe import ProbeMedia
+from operators.plan_lips import PlanLips
 from operators.render import RenderLips
 from operators.save_shard import SaveShard
 from operators.schema import FAILED, MANIFEST_VERSION, OK, VIDEO, conform, result_id
 from operators.score import Score
 from operators.shots import DetectShots
+from operators.split_render import SplitRender
 from operators.split_shards import SplitShards
+from operators.stitch import Stitch
 from operators.synthesize import Synthesize
 from operators.sync import ScoreSync
 from operators.track_faces import TrackFaces
@@ -48,7 +51,8 @@ log = logging.getLogger("raydub")
 PLAN = (ProbeMedia, DetectShots, PlanShards)                       # per video
 ANALYZE_SHARDS = (SplitShards, Transcribe, TrackFaces, SaveShard)  # per shard
 MERGE = (MergeShards, FitLipModel)                                 # per video
-LOCALIZE = (Translate, Synthesize, FitDuration, Mix, RenderLips, Mux, Score, ScoreSync)  # per (video, language)
+# Per (video, language); the picture per (shard, language), stitched per (video, language).
+LOCALIZE = (Translate, Synthesize, FitDuration, Mix, PlanLips, SplitRender, RenderLips, Stitch, Mux, Score, ScoreSync)
 # Language-independent: done once per video, whatever the number of languages.
 ANALYZE = PLAN + ANALYZE_SHARDS + MERGE
 
@@ -97,6 +101,15 @@ def apply(ds, op: Operator):
     import ray.data
 
     r = op.resources
+    if getattr(op, "group_by", None):
+        # A merge: the rows of one key arrive as one table (an all-to-all step: every row of the
+        # pass reaches it before the first group leaves).
+        def merged(group: pa.Table) -> pa.Table:
+            return op(group)
+
+        merged.__name__ = type(op).__name__
+        return ds.groupby(list(op.group_by)).map_groups(merged, batch_format="pyarrow", num_cpus=r.num_cpus,
+                                                        memory=int(r.memory_gb * 2**30))
     common = dict(batch_format="pyarrow", batch_size=r.batch_size, num_cpus=r.num_cpus,
                   memory=int(r.memory_gb * 2**30))
     if r.num_gpus:

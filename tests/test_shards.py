@@ -1,7 +1,7 @@
 """One video dubbed as one shard and as four: the joins must not show.
 
 The video has two shots (a cut at 12 s) and a face that drifts across the
-picture while it speaks; with shards of 4-7 s it is cut inside the first shot,
+picture while it speaks; with shards of 3-5.5 s it is cut inside the first shot,
 at the shot cut, and inside the second shot. Lines come from the catalog's
 subtitles, so both runs dub the same lines and any difference is the shards'.
 """
@@ -24,7 +24,7 @@ from tests.conftest import small_config
 LINES = [(0.4, "The house is red."), (2.6, "I drink coffee every morning."), (5.6, "The dog sleeps in the garden."),
          (8.4, "We walk to the market."), (12.5, "The book is on the table."), (15.3, "My brother plays the guitar.")]
 SHOT_CUT_S = 12.0
-SMALL_SHARDS = {"min_s": 4.0, "target_s": 5.0, "max_s": 7.0, "overlap_s": 0.5}
+SMALL_SHARDS = {"min_s": 3.0, "target_s": 4.5, "max_s": 5.5, "overlap_s": 0.5}
 # Frames this far from a join are rendered from the same landmarks either way (the margin, the
 # landmark smoothing window and the next detection that re-anchors the track).
 NEAR_JOIN_FRAMES = 20
@@ -71,12 +71,17 @@ def test_the_plan_cuts_inside_shots_and_at_the_shot_cut(runs):
     _, one = runs["one"]
     _, many = runs["many"]
     assert [(s["start_frame"], s["end_frame"], s["cut"]) for s in one["shards"]] == [(0, 450, VIDEO_START)]
-    cuts = [s["cut"] for s in many["shards"]]
-    assert cuts[0] == VIDEO_START and len(cuts) == 4
-    assert cuts[2] in (CUT, CUT_IN_GAP) and many["shards"][2]["start_frame"] == SHOT_CUT_S * 25
-    assert cuts[1] in (INSIDE, INSIDE_IN_GAP) and cuts[3] in (INSIDE, INSIDE_IN_GAP)
-    assert all(s["status"] == OK for s in many["shards"])
-    assert many["shards"][1]["margin_before_frames"] == many["shards"][0]["margin_after_frames"] == 12
+    shards = many["shards"]
+    assert shards[0]["cut"] == VIDEO_START and len(shards) >= 4
+    at_cut = [s for s in shards if s["cut"] in (CUT, CUT_IN_GAP)]
+    assert [s["start_frame"] for s in at_cut] == [SHOT_CUT_S * 25]
+    inside = [s for s in shards if s["cut"] in (INSIDE, INSIDE_IN_GAP)]
+    assert {s["start_s"] < SHOT_CUT_S for s in inside} == {True, False}     # inside both shots
+    for s in inside:
+        k = s["shard_index"]
+        assert s["margin_before_frames"] == shards[k - 1]["margin_after_frames"] == 12
+    assert at_cut[0]["margin_before_frames"] == 0
+    assert all(s["status"] == OK for s in shards)
 
 
 def test_lines_and_face_tracks_are_the_same_whichever_the_shards(runs):
