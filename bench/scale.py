@@ -38,6 +38,7 @@ import os
 import platform
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -350,7 +351,13 @@ def run_pipeline(catalog: Path, out: Path, langs: list[str], cpus: int | None, c
         child = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT)
         sampler = TreeSampler(child.pid)
         sampler.start()
-        rc = child.wait()
+        try:
+            rc = child.wait()
+        except BaseException:
+            # Interrupted: stop the run (its driver shuts its Ray down) rather than leave it running.
+            child.terminate()
+            child.wait(timeout=120)
+            raise
     wall = time.perf_counter() - started
     sampler.stop.set()
     sampler.join()
@@ -556,6 +563,7 @@ def compare_sizes(out_dir: Path, minutes: float, figures: dict) -> None:
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "_child":
         return child_main(sys.argv[2:])
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))     # so a killed benchmark stops its run too
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--minutes", type=float, default=5, help="episode length: 1, 5 or 30 (default 5)")
     p.add_argument("--langs", default="es,de")
@@ -574,15 +582,6 @@ def main() -> int:
     langs = parse_langs(args.langs)
     out_dir = Path(args.out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    mp4, srt = build_episode(args.minutes, Path(args.media).resolve())
-    catalog = write_catalog(out_dir / f"catalog-{args.minutes:g}min.jsonl", mp4, srt, langs)
-    load_start = os.getloadavg()[0]
-    reencode_s, settings = plain_reencode_s(mp4, args.config)
-    settings["load_avg_1min"] = [load_start, os.getloadavg()[0]]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; episode {mp4.name} "
-          f"{EPISODE_SIZE[0]}x{EPISODE_SIZE[1]} {FPS} fps; languages {', '.join(langs)}; "
-          f"plain re-encode {reencode_s:.1f} s", flush=True)
-
     # (Ray CPUs, cores) per run
     plan: list[tuple[int | None, int | None]] = [(args.cpus, None)]
     by = None
@@ -592,7 +591,7 @@ def main() -> int:
         if by == "auto":
             by = "ray-cpus" if needed <= 1 else "cores"
         if by == "ray-cpus" and needed > 1:
-            print(f"note: the pipeline's actor pools need {needed:g} Ray CPUs at once to start; "
+            print(f"note: the pipeline needs {needed:g} Ray CPUs at once (an actor per pool and a task); "
                   f"a run on fewer waits for them forever (try --scaling-by cores)")
             return 2
         if by == "cores":
@@ -601,6 +600,15 @@ def main() -> int:
         plan = [(1, None), (2, None)] if by == "ray-cpus" else [(args.cpus, 1), (args.cpus, 2)]
     elif args.cores:
         plan = [(args.cpus, args.cores)]
+    mp4, srt = build_episode(args.minutes, Path(args.media).resolve())
+    catalog = write_catalog(out_dir / f"catalog-{args.minutes:g}min.jsonl", mp4, srt, langs)
+    load_start = os.getloadavg()[0]
+    reencode_s, settings = plain_reencode_s(mp4, args.config)
+    settings["load_avg_1min"] = [load_start, os.getloadavg()[0]]
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; episode {mp4.name} "
+          f"{EPISODE_SIZE[0]}x{EPISODE_SIZE[1]} {FPS} fps; languages {', '.join(langs)}; "
+          f"plain re-encode {reencode_s:.1f} s", flush=True)
+
     runs = []
     for cpus, cores in plan:
         label = f"{args.minutes:g} min"
