@@ -303,7 +303,7 @@ class TreeSampler(threading.Thread):
 
 
 def _short(cmdline: str, limit: int = 100) -> str:
-    cmdline = cmdline.replace(str(ROOT) + "/", "")
+    cmdline = " ".join(cmdline.replace(str(ROOT) + "/", "").split())    # Ray pads its process titles
     return cmdline if len(cmdline) <= limit else cmdline[: limit - 3] + "..."
 
 
