@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 OUT ?= demo-out
 
-.PHONY: install demo test test-slow test-gpu bench clean
+.PHONY: install demo test test-slow test-gpu bench bench-scale clean
 
 install:
 	bash scripts/install.sh
@@ -25,5 +25,10 @@ bench: install
 	$(PY) bench/run.py --out bench-out
 	$(PY) bench/lipsync.py --out bench-lips
 
+# Memory, time and worker scaling on one long 1080p episode: make bench-scale MINUTES=30 [SCALING=1]
+MINUTES ?= 5
+bench-scale: install
+	$(PY) bench/scale.py --minutes $(MINUTES) --out bench-scale $(if $(SCALING),--scaling)
+
 clean:
-	rm -rf $(OUT) bench-out bench-lips catalogs/demo/build
+	rm -rf $(OUT) bench-out bench-lips bench-scale bench/build catalogs/demo/build
