@@ -115,7 +115,9 @@ def apply(ds, op: Operator):
     if r.num_gpus:
         common["num_gpus"] = r.num_gpus
     if r.pool:
-        return ds.map_batches(_OnActor, fn_constructor_kwargs={"op": op},
+        # Named after the operator, so Ray's logs, dashboard and memory warnings say which stage it is.
+        actor = type(type(op).__name__, (_OnActor,), {"__module__": __name__})
+        return ds.map_batches(actor, fn_constructor_kwargs={"op": op},
                               compute=ray.data.ActorPoolStrategy(min_size=r.pool[0], max_size=r.pool[1]),
                               **common)
     return ds.map_batches(op, **common)

@@ -35,9 +35,10 @@ def episode(tmp_path_factory):
     d = tmp_path_factory.mktemp("episode")
     speech = str(d / "speech.wav")
     cues = dummies.speech_track(LINES, 18.0, speech, background="hum")
-    face = dummies.portrait("astronaut")
-    first = dummies.FaceSpec(face, (300, 185), 170, path=lambda t: (8 * t, 2 * np.sin(t)))
-    second = dummies.FaceSpec(face, (340, 180), 190, path=lambda t: (-6 * (t - SHOT_CUT_S), 0.0))
+    head = dummies.portrait("astronaut")[20:300, 90:400]
+    first = dummies.FaceSpec(head, (300, 185), 130, path=lambda t: (4 * t, 2 * np.sin(t)))
+    second = dummies.FaceSpec(np.ascontiguousarray(head[:, ::-1]), (360, 175), 150,
+                              path=lambda t: (-3 * (t - SHOT_CUT_S), 0.0))
     a, b = str(d / "a.mp4"), str(d / "b.mp4")
     dummies.talking_video(a, 18.0, [first], audio_wav=speech, background=(20, 30, 40))
     dummies.talking_video(b, 18.0, [second], audio_wav=speech, background=(120, 90, 60))
