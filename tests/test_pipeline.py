@@ -57,7 +57,7 @@ def media(tmp_path_factory):
     data = (d / "faststart.mp4").read_bytes()
     (d / "cut.mp4").write_bytes(data[: len(data) // 2])
     rows = [
-        {"video_id": "good", "uri": "good.mp4", "target_langs": ["es", "de", "fr"], "subtitles_uri_de": "good.de.srt"},
+        {"video_id": "good", "uri": "good.mp4", "target_langs": ["es", "de", "ro"], "subtitles_uri_de": "good.de.srt"},
         {"video_id": "missing", "uri": "nowhere.mp4"},
         {"video_id": "truncated", "uri": "truncated.mp4"},
         {"video_id": "cut", "uri": "cut.mp4"},
@@ -90,7 +90,7 @@ def test_every_catalog_row_reaches_the_manifest_once_per_language(first_run):
     pairs = _by_pair(rows)
     assert len(rows) == len(pairs) == 8
     expected = {
-        ("good", "es"): (OK, None), ("good", "de"): (OK, None), ("good", "fr"): (FAILED, "translate"),
+        ("good", "es"): (OK, None), ("good", "de"): (OK, None), ("good", "ro"): (FAILED, "translate"),
         ("missing", "es"): (FAILED, "probe"), ("truncated", "es"): (FAILED, "probe"), ("cut", "es"): (FAILED, "probe"),
         ("mute", "es"): (FAILED, "probe"), ("silent", "es"): (SKIPPED, "transcribe"),
     }
@@ -100,8 +100,11 @@ def test_every_catalog_row_reaches_the_manifest_once_per_language(first_run):
     assert "not a readable video file" in pairs["truncated", "es"]["error"]
     assert "damaged or truncated file" in pairs["cut", "es"]["error"]
     assert "no speech" in pairs["silent", "es"]["error"]
-    assert "no translation route en->fr" in pairs["good", "fr"]["error"]
-    assert "subtitles_uri_fr" in pairs["good", "fr"]["error"]
+    assert "no translation route en->ro" in pairs["good", "ro"]["error"]
+    assert "subtitles_uri_ro" in pairs["good", "ro"]["error"]
+    assert pairs["good", "es"]["translation_route"] == ["en-es"]
+    assert pairs["good", "de"]["translation_route"] == ["subtitles"]
+    assert pairs["good", "ro"]["translation_route"] is None
     assert summary.counts["es"] == {OK: 1, FAILED: 4, SKIPPED: 1}
 
 

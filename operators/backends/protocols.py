@@ -75,7 +75,13 @@ class TranslationBackend(Protocol):
     def model_info(self, source_lang: str, target_lang: str) -> ModelInfo: ...
 
     def routes(self) -> list[tuple[str, str]]:
-        """The (source, target) pairs this backend can translate, for error messages."""
+        """The (source, target) pairs this backend translates directly, for error messages."""
+
+    def route(self, source_lang: str, target_lang: str) -> list[tuple[str, str]]:
+        """The pairs a translation goes through, in order: one (direct), more (through a pivot), none.
+
+        Each step is a pair of `routes()`; `model_info` takes one step.
+        """
 
 
 @runtime_checkable
