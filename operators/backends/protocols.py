@@ -41,6 +41,10 @@ class Transcription:
     speech_spans: tuple[tuple[float, float], ...] = ()
 
 
+class UnsupportedLanguage(ValueError):
+    """The model cannot handle this language at all (not a failure of one input)."""
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What the manifest records about a model that produced a result."""
