@@ -7,7 +7,12 @@ need=()
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v apertium >/dev/null || need+=(apertium)
-[ -e /usr/share/apertium/modes/eng-spa.mode ] || need+=(apertium-en-es)
+# Apertium pairs (mode file -> Debian package): English to Spanish and Catalan directly, and from Spanish to
+# Portuguese, Italian and French, which raydub reaches from English through Spanish (a pivot).
+for pair in eng-spa:apertium-eng-spa eng-cat:apertium-eng-cat es-pt:apertium-es-pt spa-ita:apertium-spa-ita \
+            es-fr:apertium-fr-es; do
+  [ -e "/usr/share/apertium/modes/${pair%%:*}.mode" ] || need+=("${pair#*:}")
+done
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing system packages: ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
