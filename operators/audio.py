@@ -74,15 +74,19 @@ def read_mono(path: str | Path, sample_rate_hz: int) -> np.ndarray:
     return resample(to_channels(samples, 1), hz, sample_rate_hz)[:, 0]
 
 
-def write_wav(path: str | Path, audio: np.ndarray, sample_rate_hz: int) -> None:
-    """Write 16-bit PCM, creating parent folders.
+def write_wav(path: str | Path, audio: np.ndarray, sample_rate_hz: int, tags: dict[str, str] | None = None) -> None:
+    """Write 16-bit PCM, creating parent folders; `tags` go to the INFO chunk ('comment': ICMT, 'software': ISFT).
 
     Samples are clipped to [-1, 1] first: libsndfile's float->int conversion
     otherwise wraps out-of-range values around into loud clicks.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), np.clip(_as_2d(audio), -1.0, 1.0), int(sample_rate_hz), subtype="PCM_16")
+    samples = np.clip(_as_2d(audio), -1.0, 1.0)
+    with sf.SoundFile(str(path), "w", int(sample_rate_hz), samples.shape[1], subtype="PCM_16") as f:
+        for key, value in (tags or {}).items():
+            setattr(f, key, value)        # libsndfile writes strings only if set before the samples
+        f.write(samples)
 
 
 def resample(audio: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:

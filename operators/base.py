@@ -31,6 +31,9 @@ class Resources:
     num_gpus: float = 0.0
     batch_size: int = 1
     pool: tuple[int, int] | None = None   # actor pool (min, max); None = tasks
+    # Peak memory of one task or actor, measured (bench/scale.py) with headroom: a shard's work is
+    # bounded by the shard's length, so this does not grow with the video.
+    memory_gb: float = 1.0
 
     def with_(self, override: ResourcesOverride | None) -> "Resources":
         if override is None:

@@ -11,8 +11,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # Operator names, in pipeline order; `resources.<name>` overrides that stage.
-STAGES = ("probe", "shots", "transcribe", "faces", "lip_model", "translate", "synthesize",
-          "fit_duration", "mix", "render", "mux", "score", "sync")
+# Every stage's name, in pipeline order (tests/test_config.py checks it against pipelines/localize.py).
+STAGES = ("probe", "shots", "plan", "split", "transcribe", "faces", "save", "merge", "lip_model", "expand",
+          "translate", "synthesize", "fit_duration", "mix", "render", "mux", "score", "sync")
 
 
 class ConfigError(ValueError):
@@ -38,6 +39,29 @@ class ShotsConfig(_Section):
     backend: Literal["scenedetect"] = Field("scenedetect", description="Shot-boundary detector (PySceneDetect content detector)")
     threshold: float = Field(27.0, gt=0.0, le=255.0, description="Content-change score that starts a new shot")
     min_shot_frames: int = Field(15, ge=1, description="Shortest shot, in frames")
+
+
+class ShardsConfig(_Section):
+    """How a video is cut into shards, the unit of analysis work (see README, "Shards")."""
+    target_s: float = Field(120.0, gt=0.0, description="Preferred shard length: a cut is sought nearest to it")
+    min_s: float = Field(60.0, gt=0.0, description="Shortest shard (except a video shorter than this)")
+    max_s: float = Field(180.0, gt=0.0, description="Longest shard: a shot longer than this is cut inside")
+    overlap_s: float = Field(1.0, ge=0.0, le=10.0, description="Margin on each side of a cut inside a shot, "
+                             "analysed by both shards so face tracks continue across it")
+    context_s: float = Field(3.0, ge=0.0, le=30.0, description="Audio heard by ASR past each shard edge; a word "
+                             "belongs to the shard holding its midpoint")
+    min_gap_s: float = Field(0.3, gt=0.0, le=5.0, description="A quiet stretch this long is a speech gap, where "
+                             "a cut may fall without splitting a word")
+    max_video_s: float = Field(4 * 3600.0, gt=0.0, description="Videos longer than this are refused (a row's "
+                               "reason, not a job failure)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ShardsConfig":
+        if not self.min_s <= self.target_s <= self.max_s:
+            raise ValueError(f"need min_s <= target_s <= max_s, got {self.min_s}, {self.target_s}, {self.max_s}")
+        if self.min_s < 4 * self.overlap_s:
+            raise ValueError(f"min_s ({self.min_s}) must be at least 4 x overlap_s ({self.overlap_s})")
+        return self
 
 
 class ASRConfig(_Section):
@@ -194,6 +218,77 @@ class OutputConfig(_Section):
         return self
 
 
+class SubtitlesConfig(_Section):
+    """Timed-text limits every cue of the written subtitles is held to, and the extra files.
+
+    Characters are counted as delivery specs count them (Netflix's timed-text
+    style guide among them): every character including spaces and punctuation,
+    line breaks excluded.
+    """
+    max_chars_per_line: int = Field(42, ge=10, le=200, description="Longest subtitle line, in characters; longer "
+                                    "text is re-flowed at word boundaries onto more lines")
+    max_lines_per_cue: int = Field(2, ge=1, le=4, description="Most lines on screen at once; a dubbed line that "
+                                   "needs more is split into several cues at word boundaries, inside its own time")
+    max_chars_per_s: float = Field(17.0, gt=0.0, le=100.0, description="Reading speed: characters (spaces included, "
+                                   "line breaks not) over the cue's duration. A faster cue is lengthened into the "
+                                   "silence after it, where there is some")
+    min_duration_s: float = Field(0.833, ge=0.0, le=10.0, description="Shortest cue (5/6 s, 20 frames at 24 fps); a "
+                                  "shorter one is lengthened into the silence after it, never over the next cue")
+    max_duration_s: float = Field(7.0, gt=0.0, le=60.0, description="Longest cue; a longer dubbed line is split "
+                                  "into several cues at word boundaries")
+    dual: bool = Field(False, description="Also write a dual-language file: the source text above the target "
+                       "text in each cue, in the dub's timing (for language learners and QC)")
+    dual_format: Literal["vtt", "srt"] = Field("vtt", description="Format of the dual-language file")
+
+    @model_validator(mode="after")
+    def _durations_ordered(self) -> "SubtitlesConfig":
+        if self.min_duration_s >= self.max_duration_s:
+            raise ValueError(f"min_duration_s ({self.min_duration_s}) must be less than max_duration_s "
+                             f"({self.max_duration_s})")
+        return self
+
+
+class DisclosureConfig(_Section):
+    """What every output says about being AI-dubbed (see README, "Disclosure and provenance")."""
+    text: str = Field("AI-dubbed by raydub: the voice and the lip movements are AI-generated.", min_length=1,
+                      description="Disclosure written into a finished video whose lips were re-rendered: its "
+                      "container metadata (comment; description too in mp4 and mkv) and the manifest's `disclosure`")
+    text_voice_only: str = Field("AI-dubbed by raydub: the voice is AI-generated.", min_length=1,
+                                 description="The same for a video whose picture was kept as it was (no lips "
+                                 "re-rendered), and for every dub .wav (its INFO comment)")
+    burn_in: bool = Field(False, description="Also draw `label` into the picture. The picture is then always "
+                          "encoded (a source stream is no longer copied; a re-rendered one is encoded once more)")
+    label: str = Field("AI-dubbed", min_length=1, max_length=200, description="Text of the burned-in label")
+    position: Literal["top-left", "top-right", "bottom-left", "bottom-right", "top", "bottom"] = Field(
+        "top-left", description="Where the burned-in label sits; its text is 1/24 of the picture's height, on a "
+        "half-transparent box, half a line from the edges")
+
+
+class ProvenanceConfig(_Section):
+    """C2PA manifests in the outputs (see README, "Disclosure and provenance")."""
+    sign: Literal["auto", "off"] = Field(
+        "auto", description="'auto': embed a signed C2PA manifest in every mp4, mov and dub .wav when cert_chain and "
+        "private_key are set; without them the manifest's provenance_status says 'not signed: no key configured' "
+        "and the run goes on. 'off': never sign")
+    cert_chain: str | None = Field(
+        None, description="PEM file with the signing certificate first, then its intermediate CAs (local path or "
+        "s3://; it must be readable on every node). Its key usage must include digitalSignature and its extended "
+        "key usage emailProtection or documentSigning (C2PA's rules)")
+    private_key: str | None = Field(
+        None, description="Unencrypted PEM (PKCS#8) file of the certificate's private key: EC P-256, P-384 or P-521 "
+        "(signed ES256/ES384/ES512), Ed25519, or RSA (PS256). A secret: raydub reads it only where it signs and "
+        "never logs or stores it")
+    tsa_url: str | None = Field(
+        None, description="RFC 3161 timestamp authority that countersigns each manifest (keeps it verifiable after "
+        "the certificate expires); unset: no timestamp")
+
+    @model_validator(mode="after")
+    def _key_and_chain_together(self) -> "ProvenanceConfig":
+        if bool(self.cert_chain) != bool(self.private_key):
+            raise ValueError("cert_chain and private_key must be set together (or neither)")
+        return self
+
+
 class ScoreConfig(_Section):
     back_transcribe: bool = Field(True, description="Transcribe the dub back and compute WER/CER against the target text")
     sync_max_offset_frames: int = Field(15, ge=1, le=60, description="Lip-sync score: offsets searched on each "
@@ -240,6 +335,8 @@ class ResourcesOverride(_Section):
     num_gpus: float | None = Field(None, ge=0)
     batch_size: int | None = Field(None, ge=1)
     pool: tuple[int, int] | None = Field(None, description="Actor pool (min, max); (0, 0) runs the stage as tasks")
+    memory_gb: float | None = Field(None, ge=0, description="Memory each task or actor of the stage reserves "
+                                    "(GiB); Ray places no more of them on a node than its memory holds")
 
     @field_validator("pool")
     @classmethod
@@ -252,6 +349,7 @@ class ResourcesOverride(_Section):
 class Config(_Section):
     run: RunConfig = RunConfig()
     shots: ShotsConfig = ShotsConfig()
+    shards: ShardsConfig = ShardsConfig()
     asr: ASRConfig = ASRConfig()
     translate: TranslateConfig = TranslateConfig()
     tts: TTSConfig = TTSConfig()
@@ -260,6 +358,9 @@ class Config(_Section):
     faces: FacesConfig = FacesConfig()
     lips: LipsConfig = LipsConfig()
     output: OutputConfig = OutputConfig()
+    subtitles: SubtitlesConfig = SubtitlesConfig()
+    disclosure: DisclosureConfig = DisclosureConfig()
+    provenance: ProvenanceConfig = ProvenanceConfig()
     score: ScoreConfig = ScoreConfig()
     review: ReviewConfig = ReviewConfig()
     resources: dict[str, ResourcesOverride] = Field(

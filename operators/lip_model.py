@@ -24,7 +24,7 @@ from operators import paths
 from operators import uri as uris
 from operators.base import Operator, Resources
 from operators.schema import VIDEO
-from operators.track_faces import load_faces_file
+from operators.faces_file import load as load_faces_file
 
 # A track must cover this share of a line's frames to be its speaker; less means it left or came in.
 MIN_LINE_COVERAGE = 0.9
@@ -101,7 +101,8 @@ class FitLipModel(Operator):
 
         segments = [dict(s) for s in row["segments"]]
         for seg in segments:
-            seg.update(self._speaker(seg, times, envelope, tracks, openings))
+            if not seg.get("lip_reason"):          # set by the merge where a shard's face analysis failed
+                seg.update(self._speaker(seg, times, envelope, tracks, openings))
 
         speakers = sorted({s["speaker_track_id"] for s in segments if s.get("speaker_track_id") is not None})
         features = lipsync.AudioFeatures(speech, cfg.context_s)

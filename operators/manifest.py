@@ -21,7 +21,9 @@ from operators import paths
 from operators import uri as uris
 from operators.schema import MANIFEST_VERSION, OK, RESULT, SEGMENT_ROW, conform
 
-OUTPUT_COLUMNS = ("video_out_uri", "dub_audio_uri", "subtitles_out_uri")
+OUTPUT_COLUMNS = ("video_out_uri", "dub_audio_uri", "subtitles_out_uri", "subtitles_vtt_uri")
+# Outputs written only when a setting asks for them: where the row names one, it must still be there.
+OPTIONAL_OUTPUT_COLUMNS = ("subtitles_dual_uri",)
 
 
 def public(row: dict) -> dict:
@@ -123,4 +125,5 @@ def previous_results(out_dir: str, work_dir: str) -> dict[tuple[str, str], dict]
 def is_done(row: dict) -> bool:
     """Ok, made by this manifest version (an older one lacks its stages), and every output it names is still there."""
     return (row.get("status") == OK and row.get("manifest_version") == MANIFEST_VERSION
-            and all(row.get(c) and uris.exists(row[c]) for c in OUTPUT_COLUMNS))
+            and all(row.get(c) and uris.exists(row[c]) for c in OUTPUT_COLUMNS)
+            and all(uris.exists(row[c]) for c in OPTIONAL_OUTPUT_COLUMNS if row.get(c)))

@@ -159,32 +159,72 @@ class Frame:
     image: "np.ndarray | None"    # rgb24 (H, W, 3), or yuv420p planes (H * 3 / 2, W); None: not asked for
 
 
-def decoded(path: str):
+def decoded(path: str, start_frame: int = 0, end_frame: int | None = None,
+            frame_times_pts_s: "np.ndarray | None" = None):
     """(index, time_s, av.VideoFrame) for every frame of the first video stream, in order.
 
     Times are relative to the first frame, so they line up with the audio that
     `ProbeMedia` extracted (which starts with the first frame, its own start
     offset applied). The frames are the decoder's: copy before writing into them.
+
+    With a range, only frames [start_frame, end_frame) come out: the decoder
+    seeks to the keyframe before the start (a shard of a long video does not
+    decode everything before it), and `frame_times_pts_s` (every frame's
+    presentation time, from `frame_times`) tells each decoded frame's index.
     """
     import av
+    import numpy as np
 
     with av.open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        first = None
-        for i, f in enumerate(container.decode(stream)):
-            t = float(f.time) if f.time is not None else i / float(stream.average_rate or 25)
-            first = t if first is None else first
-            yield i, t - first, f
+        if start_frame == 0 and end_frame is None:
+            first = None
+            for i, f in enumerate(container.decode(stream)):
+                t = float(f.time) if f.time is not None else i / float(stream.average_rate or 25)
+                first = t if first is None else first
+                yield i, t - first, f
+            return
+        if frame_times_pts_s is None:
+            raise ValueError("decoding a range of frames needs the frame times")
+        times = frame_times_pts_s
+        end_frame = len(times) if end_frame is None else min(end_frame, len(times))
+        # Half the shortest frame interval: a decoded frame's time names its index without ambiguity.
+        tolerance = float(np.min(np.diff(times))) / 2 if len(times) > 1 else 0.5
+        if start_frame > 0:
+            container.seek(int(times[start_frame] / stream.time_base), stream=stream, backward=True)
+        for f in container.decode(stream):
+            if f.time is None:
+                continue
+            t = float(f.time)
+            i = int(np.searchsorted(times, t - tolerance))
+            if i >= end_frame:
+                break
+            if i < start_frame or abs(times[i] - t) > tolerance:
+                continue
+            yield i, t - float(times[0]), f
 
 
-def frames(path: str, pixel_format: str = "rgb24", only: set[int] | None = None):
-    """Decode every frame of the first video stream, in order, as `Frame`s (times as in `decoded`).
+def frame_times(path: str) -> "np.ndarray":
+    """Presentation time (s) of every frame of the first video stream, in order, from its packets
+    (demuxed, not decoded: seconds for a feature film)."""
+    import av
+    import numpy as np
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        pts = [p.pts for p in container.demux(stream) if p.pts is not None and p.size]
+        return np.sort(np.array(pts, dtype=np.float64)) * float(stream.time_base)
+
+
+def frames(path: str, pixel_format: str = "rgb24", only: set[int] | None = None, start_frame: int = 0,
+           end_frame: int | None = None, frame_times_pts_s: "np.ndarray | None" = None):
+    """Decode frames of the first video stream, in order, as `Frame`s (times and range as in `decoded`).
 
     With `only`, frames whose index is not in it come with `image=None`
     (decoded, since H.264 frames depend on each other, but not converted).
     """
-    for i, t, f in decoded(path):
+    for i, t, f in decoded(path, start_frame, end_frame, frame_times_pts_s):
         image = f.to_ndarray(format=pixel_format) if only is None or i in only else None
         yield Frame(i, t, f.pts, image)
 

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from operators import audio, subtitles
-from operators import paths
+from operators import audio, paths, provenance, subtitles
 from operators import uri as uris
 from operators.base import Operator, Resources
 from operators.probe import CENTRE_CHANNEL, SURROUND_CHANNELS
@@ -13,12 +12,18 @@ from operators.schema import RESULT
 
 class Mix(Operator):
     name = "mix"
-    reads = ("source_audio_uri", "segments.fit_uri", "segments.placed_start_s")
-    writes = ("dub_audio_uri", "subtitles_out_uri", "source_dialogue_lufs", "dub_dialogue_lufs",
+    reads = ("source_audio_uri", "duration_s", "segments.fit_uri", "segments.placed_start_s", "segments.placed_end_s",
+             "segments.source_text", "segments.target_text")
+    writes = ("dub_audio_uri", "subtitles_out_uri", "subtitles_vtt_uri", "subtitles_dual_uri", "subtitle_cues",
+              "subtitle_lines_split", "subtitle_cues_extended", "subtitle_cues_over_limits", "subtitle_issues",
+              "source_dialogue_lufs", "dub_dialogue_lufs",
               "loudness_diff_lu", "dub_gain_db", "true_peak_dbfs",
-              "segments.source_lufs", "segments.dub_lufs", "segments.loudness_diff_lu")
+              "segments.source_lufs", "segments.dub_lufs", "segments.loudness_diff_lu", "provenance_status")
     resources = Resources(num_cpus=1)
     output_schema = RESULT
+
+    def check_dependencies(self) -> None:
+        self.signing = provenance.Signing(self.config)     # a key that cannot sign fails here, on the driver
 
     def process_row(self, row: dict) -> dict:
         cfg = self.config.mix
@@ -66,16 +71,21 @@ class Mix(Operator):
 
         lang, vid = row["lang"], row["video_id"]
         dub_audio_uri = paths.output(self.out_dir, vid, lang, ".wav")
+        # The dub track alone carries no picture: it discloses (and its C2PA manifest records) the voice only.
+        disclosure = provenance.disclosure_text(self.config, lips_rendered=False)
         with uris.staged_output(dub_audio_uri) as local:
-            audio.write_wav(local, mixed, sr)
-        subtitles_out_uri = paths.output(self.out_dir, vid, lang, ".srt")
-        subtitles.write_srt([subtitles.Cue(s["placed_start_s"], s["placed_end_s"], s["target_text"])
-                             for s in dubbed], subtitles_out_uri)
+            audio.write_wav(local, mixed, sr, tags={"comment": disclosure, "software": provenance.software()})
+            audio_provenance = self.signing.sign(local, dub_audio_uri, "wav", row, picture=False,
+                                                 lips_rendered=False, disclosure=disclosure)
+        # SRT, WebVTT and the optional dual file, timed to the dub and held to the timed-text limits
+        subs = subtitles.write_outputs(dubbed, self.config.subtitles, self.out_dir, vid, lang, row.get("duration_s"))
         diff = dub_lufs - source_lufs if np.isfinite(dub_lufs) and np.isfinite(source_lufs) else None
-        return {**row, "segments": segments, "dub_audio_uri": dub_audio_uri, "subtitles_out_uri": subtitles_out_uri,
+        return {**row, "segments": segments, "dub_audio_uri": dub_audio_uri, **subs,
                 "source_dialogue_lufs": _finite(source_lufs), "dub_dialogue_lufs": _finite(dub_lufs),
                 "loudness_diff_lu": diff, "dub_gain_db": gain_db,
-                "true_peak_dbfs": _finite(audio.true_peak_dbfs(mixed, sr))}
+                "true_peak_dbfs": _finite(audio.true_peak_dbfs(mixed, sr)),
+                # the dub track's; Mux adds the video's (provenance.combine)
+                "provenance_status": audio_provenance}
 
 
 def _finite(x: float) -> float | None:

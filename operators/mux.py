@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 
-from operators import formats, languages, paths
+from operators import formats, languages, paths, provenance
 from operators import uri as uris
 from operators.base import Operator, Resources, require_binary
 from operators.media import ffmpeg, probe
@@ -14,18 +16,26 @@ class Mux(Operator):
     name = "mux"
     reads = ("uri", "video_codec", "pixel_format", "source_audio_uri", "rendered_video_uri", "dub_audio_uri",
              "subtitles_out_uri")
-    writes = ("video_out_uri", "output_container", "output_video_codec", "output_video_copied")
+    writes = ("video_out_uri", "output_container", "output_video_codec", "output_video_copied", "disclosure",
+              "disclosure_label", "provenance_status")
     resources = Resources(num_cpus=1)
     output_schema = RESULT
 
     def check_dependencies(self) -> None:
         require_binary("ffmpeg", "ffmpeg")
+        if self.config.disclosure.burn_in:
+            provenance.require_drawtext()
+        self.signing = provenance.Signing(self.config)     # a key that cannot sign fails here, on the driver
 
     def process_row(self, row: dict) -> dict:
         out = self.config.output
         lang, src_lang = row["lang"], row["source_lang"]
         rendered = bool(row.get("rendered_video_uri"))
-        fmt = formats.choose(row["video_codec"], row["pixel_format"], row["width"], row["height"], out, rendered)
+        # A burned-in label changes every frame: the picture is encoded, never copied.
+        burn_in = self.config.disclosure.burn_in
+        fmt = formats.choose(row["video_codec"], row["pixel_format"], row["width"], row["height"], out,
+                             rendered or burn_in)
+        disclosure = provenance.disclosure_text(self.config, lips_rendered=rendered)
         video_out_uri = paths.output(self.out_dir, row["video_id"], lang, fmt.suffix)
         with contextlib.ExitStack() as stack:
             # Inputs: 0 the original audio as extracted (it starts with the first frame, like the dub),
@@ -45,9 +55,15 @@ class Mux(Operator):
                 subs = stack.enter_context(uris.local_copy(row["subtitles_out_uri"]))
                 args += ["-i", subs]
             args += ["-map", "2:v:0"]
-            if rendered or fmt.copy:
+            if (rendered or fmt.copy) and not burn_in:
                 args += ["-c:v", "copy"]
             else:
+                if burn_in:
+                    label = os.path.join(stack.enter_context(tempfile.TemporaryDirectory(prefix="raydub-")),
+                                         "label.txt")
+                    with open(label, "w", encoding="utf-8") as f:
+                        f.write(self.config.disclosure.label)
+                    args += ["-vf", provenance.label_filter(label, self.config.disclosure.position, row["height"])]
                 args += ["-c:v", fmt.encoder, "-pix_fmt", fmt.pixel_format, "-fps_mode", "passthrough"]
                 for key, value in formats.encoder_options(fmt, out).items():
                     args += [f"-{key}", value]
@@ -68,6 +84,8 @@ class Mux(Operator):
             if subs:
                 args += ["-map", "3:s:0", "-c:s", formats.SUBTITLE_CODECS[fmt.container],
                          "-metadata:s:s:0", f"language={languages.iso639_2b(lang)}"]
+            # Players and platforms show `comment`; mp4 and mkv also keep `description` (mov drops it).
+            args += ["-metadata", f"comment={disclosure}", "-metadata", f"description={disclosure}"]
             if fmt.container in ("mp4", "mov"):
                 args += ["-movflags", "+faststart"]
             local_out = stack.enter_context(uris.staged_output(video_out_uri))
@@ -75,8 +93,15 @@ class Mux(Operator):
             made = probe(local_out)
             if made.frame_count != row["frame_count"]:
                 raise RuntimeError(f"muxed video has {made.frame_count} frames, source has {row['frame_count']}")
+            # Last, on the finished file: the manifest's hash covers every byte that is uploaded.
+            video_provenance = self.signing.sign(local_out, video_out_uri, fmt.container, row, picture=True,
+                                                 lips_rendered=rendered, disclosure=disclosure)
+        status = provenance.combine({"video": video_provenance,
+                                     "audio": row.get("provenance_status") or video_provenance})
         return {**row, "video_out_uri": video_out_uri, "output_container": fmt.container,
-                "output_video_codec": fmt.video_codec, "output_video_copied": fmt.copy and not rendered}
+                "output_video_codec": fmt.video_codec, "output_video_copied": fmt.copy and not rendered,
+                "disclosure": disclosure, "disclosure_label": self.config.disclosure.label if burn_in else None,
+                "provenance_status": status}
 
 
 def _picture_lead_s(path: str) -> float:

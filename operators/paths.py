@@ -11,11 +11,13 @@ line, where the files are actually written.
 Paths are derived from ids and positions only, never by editing another
 path: two different (video, language, line) can never name the same file.
 
-    WORK/<video_id>/source.wav, asr16k.wav, faces.npz, lip_models.npz   per video
+    WORK/<video_id>/source.wav, asr16k.wav, frame_times.npy, plan.parquet,
+                    faces.json, lip_models.npz                          per video
+    WORK/<video_id>/shards/<shard:04d>/faces.npz, analysis.parquet      per shard
     WORK/<video_id>/<lang>/<line:04d>.tts.wav, .fit.wav                  per line and language
     WORK/<video_id>/render/<lang>.mp4 (.mov, .mkv)                     re-rendered picture
     WORK/_results/<video_id>/<lang>.parquet                             result markers
-    OUT/videos/<video_id>/<video_id>.<lang>.mp4 (.mov, .mkv; .wav, .srt) outputs
+    OUT/videos/<video_id>/<video_id>.<lang>.mp4 (.mov, .mkv; .wav, .srt, .vtt, .dual.vtt) outputs
     OUT/manifest/lang=<lang>/part-0.parquet                             manifest partitions
 """
 from __future__ import annotations
@@ -68,6 +70,11 @@ def video_work(work_dir: str, video_id: str, name: str) -> str:
     return under(work_dir, _safe(video_id), name)
 
 
+def shard_work(work_dir: str, video_id: str, shard_index: int, name: str) -> str:
+    """A per-shard artifact (its faces part, its analysis checkpoint)."""
+    return under(work_dir, _safe(video_id), "shards", f"{int(shard_index):04d}", name)
+
+
 def line_audio(work_dir: str, video_id: str, lang: str, line: int, stage: str) -> str:
     """One dubbed line's audio as a stage left it: stage 'tts' (synthesized) or 'fit' (as placed)."""
     if stage not in ("tts", "fit"):
@@ -87,7 +94,9 @@ def marker(work_dir: str, video_id: str, lang: str) -> str:
 # --- OUT --------------------------------------------------------------------------
 
 def output(out_dir: str, video_id: str, lang: str, suffix: str) -> str:
-    """A finished output: suffix '.mp4', '.mov', '.mkv' (the video, per output.container), '.wav' or '.srt'."""
+    """A finished output: suffix '.mp4', '.mov', '.mkv' (the video, per output.container), '.wav', '.srt', '.vtt'
+    or '.dual.vtt' / '.dual.srt' (subtitles.dual). A language code is a BCP 47 tag (never 'dual', never
+    with a dot), so no two collide."""
     return under(out_dir, "videos", _safe(video_id), f"{video_id}.{_safe(lang)}{suffix}")
 
 

@@ -1,7 +1,7 @@
 """Probe a source video and extract its audio once, for every language after it."""
 from __future__ import annotations
 
-from operators import paths
+from operators import paths, provenance
 from operators import uri as uris
 from operators.base import Operator, Resources, require_binary
 from operators.media import MediaError, check_complete, ffmpeg, probe
@@ -22,7 +22,7 @@ class ProbeMedia(Operator):
     name = "probe"
     reads = ("uri", "audio_track", "source_lang")
     writes = ("duration_s", "fps", "frame_count", "width", "height", "video_codec", "pixel_format",
-              "audio_start_offset_s", "source_notes", "source_audio_track", "source_audio_layout", "source_audio_uri", "asr_audio_uri")
+              "audio_start_offset_s", "source_notes", "source_audio_track", "source_audio_layout", "source_audio_uri", "asr_audio_uri", "source_sha256")
     resources = Resources(num_cpus=1)
     output_schema = VIDEO
 
@@ -34,7 +34,13 @@ class ProbeMedia(Operator):
             raise MediaError(f"source video not found: {uris.redacted(row['uri'])}")
         with uris.local_copy(row["uri"]) as path:
             p = probe(path, row.get("audio_track"), row.get("source_lang"))
+            limit_s = self.config.shards.max_video_s
+            if p.duration_s > limit_s:
+                raise MediaError(f"the video is {p.duration_s / 60:.1f} minutes long, over the limit of "
+                                 f"{limit_s / 60:.1f} (shards.max_video_s)")
             check_complete(path)
+            # Once per video, not per language: every output's C2PA manifest cites the source by this hash.
+            source_sha256 = provenance.file_sha256(path)
             if p.audio_sample_rate_hz is None:
                 raise MediaError("no audio stream: there is no speech to dub")
             offset_s = p.audio_start_offset_s or 0.0
@@ -78,7 +84,7 @@ class ProbeMedia(Operator):
                 "source_notes": notes, "source_audio_track": p.audio_track,
                 "source_audio_layout": "5.1" if p.audio_channels == SURROUND_CHANNELS else "stereo",
                 "audio_sample_rate_hz": p.audio_sample_rate_hz, "audio_channels": p.audio_channels,
-                "source_audio_uri": source_audio, "asr_audio_uri": asr_audio}
+                "source_audio_uri": source_audio, "asr_audio_uri": asr_audio, "source_sha256": source_sha256}
 
 
 def _align_filter(offset_s: float, sample_rate_hz: int) -> str:

@@ -37,7 +37,7 @@ from operators.base import MissingDependency, Operator, Resources, add_model
 from operators.lip_model import frames_in, landmarks_by_frame, line_span_s, track_series
 from operators.media import decoded, plane_arrays
 from operators.schema import RESULT
-from operators.track_faces import load_faces_file
+from operators.faces_file import load as load_faces_file
 
 RENDERER_AUDIO_WINDOW_S = 0.2
 

@@ -16,7 +16,9 @@ import pyarrow as pa
 # 3: quality report (speaker similarity, mouth change, per-line loudness, share at the speed cap)
 # 4: per-line notes (overlapping cues merged or trimmed); catalog URIs stored redacted; output container
 #    and codec; source pixel format, audio start offset and notes; the audio track dubbed
-MANIFEST_VERSION = "4"
+# 5: the shard plan (shards) and frame times; subtitles as WebVTT (and dual) with timed-text limits;
+#    the AI-dubbing disclosure and C2PA provenance status; the source's SHA-256
+MANIFEST_VERSION = "5"
 
 # Row status. A row without a status is still in flight; the driver marks it
 # ok when it leaves the last operator.
@@ -45,6 +47,22 @@ SHOT = pa.struct([
     ("end_s", pa.float64()),
     ("start_frame", pa.int64()),
     ("end_frame", pa.int64()),                    # exclusive
+])
+
+# A piece of a video analysed on its own (see operators/plan_shards.py). Frames are [start, end); the
+# margins are extra frames analysed past an edge cut inside a shot, so tracks continue over the cut.
+SHARD = pa.struct([
+    ("shard_index", pa.int32()),
+    ("start_frame", pa.int64()),
+    ("end_frame", pa.int64()),                    # exclusive
+    ("start_s", pa.float64()),
+    ("end_s", pa.float64()),
+    ("cut", pa.string()),                         # how its start was cut: "video start", "shot cut in a speech
+                                                  # gap", "shot cut", "inside a shot, in a speech gap", "inside a shot"
+    ("margin_before_frames", pa.int32()),
+    ("margin_after_frames", pa.int32()),
+    ("status", pa.string()),                      # after analysis: "ok" or "failed"
+    ("error", pa.string()),                       # why it failed, its time range named
 ])
 
 WORD = pa.struct([
@@ -101,6 +119,19 @@ FACE_TRACK = pa.struct([
     ("end_reason", pa.string()),                  # "shot end", "lost", "left the frame"
 ])
 
+# One count per timed-text limit, named as its setting in the `subtitles` config section.
+SUBTITLE_LIMITS = ("max_chars_per_line", "max_lines_per_cue", "max_chars_per_s", "min_duration_s", "max_duration_s")
+SUBTITLE_LIMIT_COUNTS = pa.struct([(name, pa.int32()) for name in SUBTITLE_LIMITS])
+
+# A written cue that still breaks a limit after re-flow, split and lengthening.
+SUBTITLE_ISSUE = pa.struct([
+    ("cue_number", pa.int32()),                   # as numbered in the .srt and .vtt (1-based)
+    ("segment_id", pa.string()),                  # the dubbed line the cue shows
+    ("limit", pa.string()),                       # one of SUBTITLE_LIMITS
+    ("value", pa.float64()),                      # the cue's: characters, lines, characters/s or seconds
+    ("allowed", pa.float64()),                    # the setting it breaks
+])
+
 TIMING = pa.struct([("stage", pa.string()), ("wall_s", pa.float64())])
 
 MODEL = pa.struct([
@@ -138,6 +169,8 @@ ANALYSIS_FIELDS = [
     pa.field("detected_lang", pa.string()),
     pa.field("lang_probability", pa.float64()),
     pa.field("shots", pa.list_(SHOT)),
+    pa.field("shards", pa.list_(SHARD)),           # the shard plan, and each shard's analysis outcome
+    pa.field("frame_times_uri", pa.string()),      # every frame's presentation time (npy), for seeking shards
     pa.field("segments", pa.list_(SEGMENT)),
     pa.field("faces_uri", pa.string()),            # per-frame landmarks of every track (npz)
     pa.field("face_tracks", pa.list_(FACE_TRACK)),
@@ -146,9 +179,19 @@ ANALYSIS_FIELDS = [
     pa.field("lip_model_r2", pa.float64()),        # held-out fit of mouth opening on the source
     pa.field("source_sync_offset_frames", pa.int32()),
     pa.field("source_sync_confidence", pa.float64()),
+    pa.field("source_sha256", pa.string()),        # of the source file as read (C2PA manifests cite it)
 ]
 
 VIDEO = pa.schema(CATALOG_FIELDS + STATUS_FIELDS + ANALYSIS_FIELDS)
+
+# A shard's row in the analysis phase: its video's row plus which shard it is. Shard rows of one video
+# are merged back into its video row (operators/merge_shards.py) before the per-language fan-out.
+SHARD_FIELDS = [
+    pa.field("shard_index", pa.int32()),
+    pa.field("num_shards", pa.int32()),
+    pa.field("shard_fingerprint", pa.string()),   # of the inputs and settings its analysis is made from
+]
+SHARD_ROW = pa.schema(CATALOG_FIELDS + STATUS_FIELDS + ANALYSIS_FIELDS + SHARD_FIELDS)
 
 RESULT_FIELDS = [
     pa.field("result_id", pa.string()),
@@ -160,7 +203,18 @@ RESULT_FIELDS = [
     pa.field("output_video_codec", pa.string()),   # "h264", "hevc" or "prores"
     pa.field("output_video_copied", pa.bool_()),   # the source picture stream copied as it is (not re-encoded)
     pa.field("dub_audio_uri", pa.string()),
-    pa.field("subtitles_out_uri", pa.string()),
+    pa.field("subtitles_out_uri", pa.string()),    # SRT, also embedded in the video
+    pa.field("subtitles_vtt_uri", pa.string()),    # the same cues as WebVTT
+    pa.field("subtitles_dual_uri", pa.string()),   # source above target (subtitles.dual); null: not written
+    # subtitles: timed-text limits (config `subtitles`, operators/subtitles.py)
+    pa.field("subtitle_cues", pa.int32()),
+    pa.field("subtitle_lines_split", pa.int32()),  # dubbed lines written as more than one cue
+    pa.field("subtitle_cues_extended", pa.int32()),  # cues lengthened into the silence after them
+    pa.field("subtitle_cues_over_limits", SUBTITLE_LIMIT_COUNTS),   # cues still over each limit
+    pa.field("subtitle_issues", pa.list_(SUBTITLE_ISSUE)),          # which cues, and which limit
+    pa.field("disclosure", pa.string()),           # the AI-dubbing disclosure written into the video's metadata
+    pa.field("disclosure_label", pa.string()),     # the label burned into the picture; null: none
+    pa.field("provenance_status", pa.string()),    # C2PA: "signed", "not signed: <why>", "failed: <why>"
     # loudness
     pa.field("source_dialogue_lufs", pa.float64()),
     pa.field("dub_dialogue_lufs", pa.float64()),

@@ -1,12 +1,21 @@
-"""Subtitle sidecars: read SRT/VTT cues, tidy overlapping ones, attach translated cues to source segments, write SRT."""
+"""Subtitle files: read SRT/VTT cues, tidy overlapping ones, attach translated cues to source segments;
+lay the dub's lines out as cues within timed-text limits and write them as SRT, WebVTT and dual-language files."""
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pysubs2
 
+from operators import paths
 from operators import uri as uris
+from operators.schema import SUBTITLE_LIMITS
+
+if TYPE_CHECKING:
+    from operators.config import SubtitlesConfig
 
 
 @dataclass(frozen=True)
@@ -134,7 +143,322 @@ def assign_cues(segments: list[tuple[float, float]], cues: list[Cue]) -> list[Cu
 
 
 def write_srt(cues: list[Cue], uri: str) -> None:
-    subs = pysubs2.SSAFile()
-    for cue in cues:
-        subs.append(pysubs2.SSAEvent(start=round(cue.start_s * 1000), end=round(cue.end_s * 1000), text=cue.text))
-    uris.write_text(uri, subs.to_string("srt"))
+    """SubRip; a "\\n" in a cue's text is a line break."""
+    uris.write_text(uri, _srt(cues))
+
+
+def write_vtt(cues: list[Cue], uri: str) -> None:
+    """WebVTT; a "\\n" in a cue's text is a line break."""
+    uris.write_text(uri, _vtt(cues))
+
+
+# Both are written here rather than by pysubs2: it reads text as ASS, so it drops anything in braces
+# ("{x}") and does not escape "&" and "<", which a WebVTT parser would take for markup.
+
+def _srt(cues: list[Cue]) -> str:
+    blocks = [f"{n}\n{_stamp(c.start_s, ',')} --> {_stamp(c.end_s, ',')}\n{_payload(c.text)}\n"
+              for n, c in enumerate(cues, 1)]
+    return "\n".join(blocks)
+
+
+def _vtt(cues: list[Cue]) -> str:
+    blocks = [f"{n}\n{_stamp(c.start_s, '.')} --> {_stamp(c.end_s, '.')}\n{_vtt_escaped(_payload(c.text))}\n"
+              for n, c in enumerate(cues, 1)]
+    return "\n".join(["WEBVTT\n", *blocks])
+
+
+def _payload(text: str) -> str:
+    # In both formats a blank line ends the cue: the rest of its text would be read as a new cue.
+    return "\n".join(line for line in text.split("\n") if line.strip())
+
+
+def _vtt_escaped(text: str) -> str:
+    # "&" and "<" would start markup; ">" escaped as well keeps "-->", which the spec forbids in a cue's text.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _stamp(t_s: float, decimal: str) -> str:
+    ms = max(0, round(t_s * 1000))
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{decimal}{ms:03d}"
+
+
+# --- timed-text limits ----------------------------------------------------------------
+#
+# Characters are counted as delivery specs count them: every character, spaces and punctuation
+# included, line breaks not (`chars`). Times are whole milliseconds, as the files hold them, so
+# that a cue is checked exactly as a player or a platform's validator will see it.
+
+@dataclass(frozen=True)
+class TimedCue:
+    """A cue as written: its lines on screen, and the dubbed line (segment) it shows."""
+    start_s: float
+    end_s: float
+    lines: tuple[str, ...]
+    segment_id: str
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@dataclass(frozen=True)
+class Issue:
+    """A written cue that still breaks a limit; `limit` is the setting's name in SUBTITLE_LIMITS."""
+    cue_number: int                 # 1-based, as numbered in the files
+    segment_id: str
+    limit: str
+    value: float
+    allowed: float
+
+
+@dataclass(frozen=True)
+class Layout:
+    cues: list[TimedCue]
+    lines_split: int                # dubbed lines that became more than one cue
+    cues_extended: int              # cues lengthened into the silence after them
+    issues: list[Issue]
+
+
+def chars(text: str) -> int:
+    """Characters as reading speed and line length count them: spaces included, line breaks not."""
+    return len(text.replace("\n", ""))
+
+
+def reflow(text: str, max_chars: int) -> tuple[str, ...]:
+    """`text` on the fewest lines of at most `max_chars`, broken at spaces, the lines as even as they can be.
+
+    The fewest lines is what greedy filling gives; among the ways to break the
+    words onto that many lines, the one of least cost: the sum of squared line
+    lengths (least when the lines are even), plus `_cut_cost` for a break
+    that does not follow a clause's end (subtitlers break after punctuation
+    where they can); of equal ones, the one with the shorter top line (the
+    bottom-heavy shape subtitlers prefer). A word longer than `max_chars`
+    stands alone on its line, still too long (reported by `check`, never cut
+    inside a word).
+    """
+    words = text.split()
+    if not words:
+        return ()
+    n_lines = len(_greedy(words, max_chars))
+    if n_lines == 1:
+        return (" ".join(words),)
+    # best[k][j]: the best way to set words[:j] on k lines, as (cost, line lengths, breaks); cost is
+    # additive and the lengths compare from the top line down, so keeping the best per prefix is exact.
+    best: list[dict[int, tuple]] = [{0: (0, (), ())}]
+    for k in range(1, n_lines + 1):
+        row: dict[int, tuple] = {}
+        for j in range(k, len(words) + 1):
+            for i, (cost, lengths, breaks) in best[k - 1].items():
+                if i >= j:
+                    continue
+                width = _width(words, i, j)
+                if width > max_chars and j - i > 1:
+                    continue
+                cut = _cut_cost(words, j, max_chars) if j < len(words) else 0
+                cand = (cost + width * width + cut, lengths + (width,), breaks + (j,))
+                if j not in row or cand[:2] < row[j][:2]:
+                    row[j] = cand
+        best.append(row)
+    *_, breaks = best[n_lines][len(words)]
+    starts = (0,) + breaks[:-1]
+    return tuple(" ".join(words[i:j]) for i, j in zip(starts, breaks))
+
+
+_CLAUSE_END = (".", ",", ";", ":", "!", "?", "…")
+
+
+def _cut_cost(words: list[str], j: int, max_width: int) -> int:
+    """Cost of a cut before words[j]: none after a clause's end, else that of a line half `max_width` long.
+
+    Large enough that a cut at a comma beats a slightly more even cut
+    mid-clause, small enough that it never leaves a stub ("Oh," alone).
+    """
+    if words[j - 1].rstrip("\"'»”’)]").endswith(_CLAUSE_END):
+        return 0
+    return (max_width // 2) ** 2
+
+
+def _width(words: list[str], i: int, j: int) -> int:
+    return sum(len(w) for w in words[i:j]) + (j - i - 1)
+
+
+def _greedy(words: list[str], max_chars: int) -> list[list[str]]:
+    lines: list[list[str]] = []
+    for w in words:
+        if lines and _width(lines[-1] + [w], 0, len(lines[-1]) + 1) <= max_chars:
+            lines[-1].append(w)
+        else:
+            lines.append([w])
+    return lines
+
+
+def split_line(start_s: float, end_s: float, text: str, segment_id: str, limits: "SubtitlesConfig") -> list[TimedCue]:
+    """One dubbed line as the fewest cues that each fit the line and duration limits, inside the line's time.
+
+    The line is cut only between words. Each cue gets the line's time in
+    proportion to its characters (the space at a cut goes with the cue before
+    it), so cue times follow the words as spoken at an even pace. Of the ways
+    to cut into that fewest number of cues, the one of least cost: the sum of
+    squared cue lengths in characters (least when the cues are even), plus
+    `_cut_cost` for a cut that does not follow a clause's end. A piece of one word is
+    always allowed, so the cut always exists; what it still breaks, `check`
+    reports.
+    """
+    words = text.split()
+    if not words:
+        return []
+    joined = " ".join(words)
+    offsets = [0]                             # character offset in `joined` where each word starts
+    for w in words[:-1]:
+        offsets.append(offsets[-1] + len(w) + 1)
+    offsets.append(len(joined) + 1)           # as if a space followed the last word
+    total = len(joined) + 1
+    duration_s = end_s - start_s
+
+    def fits(i: int, j: int) -> bool:
+        if j - i == 1:
+            return True
+        piece = words[i:j]
+        if _width(piece, 0, len(piece)) > limits.max_chars_per_line * limits.max_lines_per_cue:
+            return False
+        if duration_s * (offsets[j] - offsets[i]) / total > limits.max_duration_s + 5e-4:
+            return False
+        return len(_greedy(piece, limits.max_chars_per_line)) <= limits.max_lines_per_cue
+
+    # best[j]: the best cut of words[:j], as (cues, cost, cut positions); (cues, cost) compared in
+    # that order and both additive, so keeping the best per prefix is exact.
+    best: dict[int, tuple[int, int, tuple[int, ...]]] = {0: (0, 0, ())}
+    for j in range(1, len(words) + 1):
+        for i in range(j - 1, -1, -1):
+            if i not in best:
+                continue
+            if not fits(i, j):
+                if j - i > 1 and _width(words, i, j) > limits.max_chars_per_line * limits.max_lines_per_cue:
+                    break                     # longer pieces only get longer
+                continue
+            count, squares, cuts = best[i]
+            width = _width(words, i, j)
+            cut = _cut_cost(words, i, limits.max_chars_per_line * limits.max_lines_per_cue) if i else 0
+            cand = (count + 1, squares + width * width + cut, cuts + (j,))
+            if j not in best or cand[:2] < best[j][:2]:
+                best[j] = cand
+    cuts = best[len(words)][2]
+    cues = []
+    for i, j in zip((0,) + cuts[:-1], cuts):
+        # ms, as written; the last cue ends exactly where the line does
+        cue_start = _ms(start_s + duration_s * offsets[i] / total)
+        cue_end = _ms(end_s) if j == len(words) else _ms(start_s + duration_s * offsets[j] / total)
+        cues.append(TimedCue(cue_start, cue_end, reflow(" ".join(words[i:j]), limits.max_chars_per_line),
+                             segment_id))
+    return cues
+
+
+def _ms(t_s: float) -> float:
+    return round(t_s * 1000) / 1000
+
+
+def lengthen(cues: list[TimedCue], limits: "SubtitlesConfig", end_limit_s: float | None = None
+             ) -> tuple[list[TimedCue], int]:
+    """Cues shorter than the minimum duration, or too fast to read, lengthened into the silence after them.
+
+    A cue may grow up to the start of the next cue (never over it), the end
+    of the video (`end_limit_s`) and the maximum duration, only as far as its
+    limits need. Returns the cues and how many were lengthened.
+    """
+    out, extended = [], 0
+    for n, cue in enumerate(cues):
+        needed_s = min(max(limits.min_duration_s, chars(cue.text) / limits.max_chars_per_s), limits.max_duration_s)
+        room = [x for x in (cues[n + 1].start_s if n + 1 < len(cues) else None,
+                            math.floor(end_limit_s * 1000) / 1000 if end_limit_s is not None else None)
+                if x is not None]
+        # up to the ms: a cue rounded down would fall just short of the limit it was lengthened for
+        wanted_end = math.ceil(round((cue.start_s + needed_s) * 1000, 6)) / 1000
+        new_end = min([wanted_end, *room])
+        if new_end > cue.end_s:
+            cue = TimedCue(cue.start_s, new_end, cue.lines, cue.segment_id)
+            extended += 1
+        out.append(cue)
+    return out, extended
+
+
+def check(cues: list[TimedCue], limits: "SubtitlesConfig") -> list[Issue]:
+    """Every limit each cue breaks, cue by cue, in the order of SUBTITLE_LIMITS."""
+    issues = []
+    for n, cue in enumerate(cues, 1):
+        duration_s = round(cue.end_s - cue.start_s, 3)
+        cps = chars(cue.text) / duration_s if duration_s > 0 else float("inf")
+        longest = max((len(line) for line in cue.lines), default=0)
+        measured = {
+            "max_chars_per_line": (longest, longest > limits.max_chars_per_line),
+            "max_lines_per_cue": (len(cue.lines), len(cue.lines) > limits.max_lines_per_cue),
+            "max_chars_per_s": (round(cps, 3), cps > limits.max_chars_per_s + 1e-9),
+            "min_duration_s": (duration_s, duration_s < limits.min_duration_s - 1e-9),
+            "max_duration_s": (duration_s, duration_s > limits.max_duration_s + 1e-9),
+        }
+        for limit in SUBTITLE_LIMITS:
+            value, broken = measured[limit]
+            if broken:
+                issues.append(Issue(n, cue.segment_id, limit, float(value), float(getattr(limits, limit))))
+    return issues
+
+
+def layout(lines: list[tuple[str, float, float, str]], limits: "SubtitlesConfig",
+           end_limit_s: float | None = None) -> Layout:
+    """The dub's lines (segment_id, start_s, end_s, text), in time order, as cues within the limits where they can be.
+
+    Each line is re-flowed and, where it does not fit in one cue, split
+    (`split_line`); then cues that are too short or too fast are lengthened
+    (`lengthen`); what still breaks a limit is listed (`check`).
+    """
+    cues, split = [], 0
+    for segment_id, start_s, end_s, text in lines:
+        pieces = split_line(start_s, end_s, text, segment_id, limits)
+        split += len(pieces) > 1
+        cues += pieces
+    cues, extended = lengthen(cues, limits, end_limit_s)
+    return Layout(cues, split, extended, check(cues, limits))
+
+
+def write_outputs(segments: list[dict], limits: "SubtitlesConfig", out_dir: str, video_id: str, lang: str,
+                  end_limit_s: float | None = None) -> dict:
+    """The subtitle files of one (video, language), from its dubbed lines, and their manifest columns.
+
+    Cues follow the dub: each line's placed_start_s/placed_end_s and its
+    target_text. The dual-language file (limits.dual) has one cue per dubbed
+    line, over the time its target cues take, with the source text re-flowed
+    above the target text; it is a reading and QC aid that by design holds
+    twice the lines, so the limits are checked on the target-language cues only.
+    """
+    lines = sorted(((s["segment_id"], s["placed_start_s"], s["placed_end_s"], s.get("target_text") or "")
+                    for s in segments), key=lambda line: line[1])
+    laid = layout(lines, limits, end_limit_s)
+    cues = [Cue(c.start_s, c.end_s, c.text) for c in laid.cues]
+    srt_uri = paths.output(out_dir, video_id, lang, ".srt")
+    vtt_uri = paths.output(out_dir, video_id, lang, ".vtt")
+    write_srt(cues, srt_uri)
+    write_vtt(cues, vtt_uri)
+    dual_uri = None
+    if limits.dual:
+        # A line's dual cue spans its target cues as laid out (lengthened ones included), so both files
+        # show a line over the same time.
+        spans: dict[str, tuple[float, float]] = {}
+        for c in laid.cues:
+            start_s, end_s = spans.get(c.segment_id, (c.start_s, c.end_s))
+            spans[c.segment_id] = (min(start_s, c.start_s), max(end_s, c.end_s))
+        dual = []
+        for s in sorted(segments, key=lambda s: s["placed_start_s"]):
+            shown = reflow(s.get("source_text") or "", limits.max_chars_per_line) + \
+                reflow(s.get("target_text") or "", limits.max_chars_per_line)
+            if shown:
+                start_s, end_s = spans.get(s["segment_id"], (_ms(s["placed_start_s"]), _ms(s["placed_end_s"])))
+                dual.append(Cue(start_s, end_s, "\n".join(shown)))
+        dual_uri = paths.output(out_dir, video_id, lang, f".dual.{limits.dual_format}")
+        (write_vtt if limits.dual_format == "vtt" else write_srt)(dual, dual_uri)
+    over = {limit: sum(i.limit == limit for i in laid.issues) for limit in SUBTITLE_LIMITS}
+    return {"subtitles_out_uri": srt_uri, "subtitles_vtt_uri": vtt_uri, "subtitles_dual_uri": dual_uri,
+            "subtitle_cues": len(laid.cues), "subtitle_lines_split": laid.lines_split,
+            "subtitle_cues_extended": laid.cues_extended, "subtitle_cues_over_limits": over,
+            "subtitle_issues": [dataclasses.asdict(i) for i in laid.issues]}

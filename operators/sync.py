@@ -29,7 +29,8 @@ from operators.lip_model import frames_in, landmarks_by_frame, line_span_s, segm
 from operators.media import frames
 from operators.render import dub_speech_16k
 from operators.schema import RESULT
-from operators.track_faces import load_faces_file, smooth
+from operators.faces_file import load as load_faces_file
+from operators.track_faces import smooth
 
 
 def box_around(landmarks: np.ndarray) -> FaceBox:

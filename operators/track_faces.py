@@ -1,4 +1,4 @@
-"""Faces, once per video: detect sparsely, track landmarks in between, one track per face and shot.
+"""Faces, once per shard: detect sparsely, track landmarks in between, one track per face and shot.
 
 The detector runs at each shot start and every `faces.detect_every_frames`
 frames; in between, each face's box follows its own landmarks from the
@@ -8,34 +8,36 @@ turned away or was covered), or when it leaves the frame. Landmarks are
 smoothed over time per track. Alongside, a crop of each tracked mouth is
 kept (every other frame): the renderer fills open mouths from them.
 
-Written to WORK/<video>/faces.npz:
-  frame_times_s (F,)           time of every frame
-  sample_track, sample_frame   (N,) which track and frame each landmark row is
-  landmarks (N, 68, 2)         smoothed, image pixels
-  crops_<track> (M, h, w, 3)   mouth crops, a fixed size per track
-  crop_frame_<track> (M,)      their frames; crop_origin_<track> (M, 2): top-left in the frame
+A shard is decoded from a seek, with its margins past cuts inside a shot;
+it keeps what it owns and the margins' landmarks apart, which the merge uses
+to join a track that runs across the cut (operators/merge_shards.py). The
+file it writes, WORK/<video>/shards/<k>/faces.npz, is described and read in
+operators/faces_file.py.
 """
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from operators import face_geometry as geometry
+from operators import faces_file
 from operators import paths
 from operators import uri as uris
 from operators.backends import load_faces
 from operators.backends.protocols import FaceBox
 from operators.base import Operator, Resources, add_model, require_module
-from operators.media import frames
-from operators.schema import VIDEO
+from operators.media import MediaError, frames
+from operators.plan_shards import load_frame_times
+from operators.schema import SHARD_ROW
 
 IOU_MATCH = 0.3
 # A box more than this share outside the picture: the face has left the frame.
 MAX_OUTSIDE_SHARE = 0.25
 CROP_EVERY_FRAMES = 2
 MAX_CROPS_PER_TRACK = 600
+# Track ids of shard k start at k * this: unique in the video without any coordination.
+TRACK_IDS_PER_SHARD = 10000
 
 
 @dataclass
@@ -97,10 +99,10 @@ def shot_of_frames(shots: list[dict], n_frames: int) -> np.ndarray:
 
 class TrackFaces(Operator):
     name = "faces"
-    reads = ("uri", "shots", "segments")
-    writes = ("faces_uri", "face_tracks", "face_coverage")
-    resources = Resources(num_cpus=1, pool=(1, 2))
-    output_schema = VIDEO
+    reads = ("uri", "shots", "shards", "shard_index", "frame_times_uri")
+    writes = ("faces_uri", "face_tracks")
+    resources = Resources(num_cpus=1, pool=(1, 2), memory_gb=1.0)
+    output_schema = SHARD_ROW
 
     def check_dependencies(self) -> None:
         if self.config.faces.backend == "dlib":
@@ -113,18 +115,25 @@ class TrackFaces(Operator):
         self.backend = self.backend or load_faces(self.config.faces)
 
     def process_row(self, row: dict) -> dict:
+        """One shard: its frames and the margins past cuts inside a shot, decoded from a seek."""
         cfg = self.config.faces
-        shots_by_frame = shot_of_frames(row["shots"], max(row["frame_count"], 1) + 1)
+        shard = row["shards"][row["shard_index"]]
+        own_start, own_end = shard["start_frame"], shard["end_frame"]
+        first = own_start - (shard["margin_before_frames"] or 0)
+        last = own_end + (shard["margin_after_frames"] or 0)
+        times_pts = load_frame_times(row["frame_times_uri"])
+        shots_by_frame = shot_of_frames(row["shots"], len(times_pts) + 1)
+        # Track ids are unique in the video: each shard numbers its own from its own base.
+        next_id = row["shard_index"] * TRACK_IDS_PER_SHARD
         active: list[_Track] = []
         done: list[_Track] = []
-        times: list[float] = []
-        next_id = 0
+        times: dict[int, float] = {}
         shot = -1
         with uris.local_copy(row["uri"]) as path:
-            for frame in frames(path):
+            for frame in frames(path, start_frame=first, end_frame=last, frame_times_pts_s=times_pts):
                 i, image = frame.index, frame.image
                 height, width = image.shape[:2]
-                times.append(frame.time_s)
+                times[i] = frame.time_s
                 frame_shot = int(shots_by_frame[min(i, len(shots_by_frame) - 1)])
                 new_shot = frame_shot != shot
                 if new_shot:
@@ -144,17 +153,24 @@ class TrackFaces(Operator):
                         continue
                     track.frames.append(i)
                     track.landmarks.append(lm)
-                    if i % CROP_EVERY_FRAMES == 0 and len(track.crops) < MAX_CROPS_PER_TRACK:
+                    if (own_start <= i < own_end and i % CROP_EVERY_FRAMES == 0
+                            and len(track.crops) < MAX_CROPS_PER_TRACK):
                         _keep_crop(track, image, lm, i)
+        missing = [f for f in range(first, last) if f not in times]
+        if missing:
+            raise MediaError(f"frames {_clock(times_pts, first)}-{_clock(times_pts, last)} could not all be "
+                             f"decoded ({len(missing)} of {last - first} missing, from frame {missing[0]}): "
+                             f"damaged picture data")
+        for t in active:
+            t.end_reason = "shot end" if last >= len(times_pts) or shard["margin_after_frames"] == 0 else "shard end"
         done += active
         tracks = [t for t in done if t.frames]
-        times_s = np.array(times)
-        faces_uri = paths.video_work(self.work_dir, row["video_id"], "faces.npz")
-        _save(faces_uri, times_s, tracks, cfg.smooth_frames)
+        faces_uri = paths.shard_work(self.work_dir, row["video_id"], row["shard_index"], "faces.npz")
+        owned = _save(faces_uri, np.array([times[f] for f in range(own_start, own_end)]), tracks,
+                      cfg.smooth_frames, own_start, own_end)
         add_model(row, self.name, self.backend.model_info())
         return {**row, "faces_uri": faces_uri,
-                "face_tracks": [_summary(t, times_s) for t in tracks],
-                "face_coverage": _coverage(row["segments"], times_s, tracks)}
+                "face_tracks": [_summary(t, frames_, landmarks, times) for t, frames_, landmarks in owned]}
 
     def _match(self, image: np.ndarray, active: list[_Track], next_id: int,
                shot: int) -> tuple[list[_Track], list[_Track], int]:
@@ -194,35 +210,47 @@ def _keep_crop(track: _Track, image: np.ndarray, lm: np.ndarray, frame_index: in
     track.crop_origins.append((left, top))
 
 
-def _save(faces_uri: str, times_s: np.ndarray, tracks: list[_Track], smooth_frames: int) -> None:
-    arrays: dict[str, np.ndarray] = {"frame_times_s": times_s}
-    sample_track, sample_frame, landmarks = [], [], []
+def _save(faces_uri: str, times_s: np.ndarray, tracks: list[_Track], smooth_frames: int,
+          own_start: int, own_end: int) -> list[tuple[_Track, np.ndarray, np.ndarray]]:
+    """Write the shard's faces part; returns each track's owned (frames, landmarks), for those it has.
+
+    Landmarks are smoothed over the whole track, margins included, so a track
+    joined across a cut inside a shot is smoothed across it as well.
+    """
+    samples = {"sample_track": [], "sample_frame": [], "landmarks": []}
+    margins = {"margin_track": [], "margin_frame": [], "margin_landmarks": []}
+    crops, owned = {}, []
     for t in tracks:
-        sample_track += [t.track_id] * len(t.frames)
-        sample_frame += t.frames
-        landmarks.append(smooth(np.array(t.landmarks), smooth_frames))
+        frames_ = np.array(t.frames, dtype=np.int64)
+        landmarks = smooth(np.array(t.landmarks), smooth_frames)
+        mine = (frames_ >= own_start) & (frames_ < own_end)
+        for keys, mask in ((("sample_track", "sample_frame", "landmarks"), mine),
+                           (("margin_track", "margin_frame", "margin_landmarks"), ~mine)):
+            target = samples if keys[0] == "sample_track" else margins
+            target[keys[0]] += [t.track_id] * int(mask.sum())
+            target[keys[1]] += frames_[mask].tolist()
+            target[keys[2]] += list(landmarks[mask])
+        if mine.any():
+            owned.append((t, frames_[mine], landmarks[mine]))
         if t.crops:
-            arrays[f"crops_{t.track_id}"] = np.stack(t.crops)
-            arrays[f"crop_frame_{t.track_id}"] = np.array(t.crop_frames, dtype=np.int64)
-            arrays[f"crop_origin_{t.track_id}"] = np.array(t.crop_origins, dtype=np.int64)
-    arrays["sample_track"] = np.array(sample_track, dtype=np.int32)
-    arrays["sample_frame"] = np.array(sample_frame, dtype=np.int64)
-    arrays["landmarks"] = (np.concatenate(landmarks) if landmarks else np.zeros((0, 68, 2))).astype(np.float32)
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    uris.write_bytes(faces_uri, buffer.getvalue())
+            crops[t.track_id] = (np.stack(t.crops), t.crop_frames, t.crop_origins)
+    for target, key in ((samples, "landmarks"), (margins, "margin_landmarks")):
+        target[key] = np.array(target[key]) if target[key] else np.zeros((0, 68, 2))
+    faces_file.write_part(faces_uri, times_s, samples, crops, margins)
+    return owned
 
 
-def _summary(t: _Track, times_s: np.ndarray) -> dict:
-    heights = [float(np.ptp(lm[:, 1])) for lm in t.landmarks]
+def _summary(t: _Track, frames_: np.ndarray, landmarks: np.ndarray, times: dict[int, float]) -> dict:
+    heights = [float(np.ptp(lm[:, 1])) for lm in landmarks]
     return {"track_id": t.track_id, "shot_index": t.shot_index,
-            "start_frame": t.frames[0], "end_frame": t.frames[-1] + 1,
-            "start_s": float(times_s[t.frames[0]]), "end_s": float(times_s[t.frames[-1]]),
+            "start_frame": int(frames_[0]), "end_frame": int(frames_[-1]) + 1,
+            "start_s": float(times[int(frames_[0])]), "end_s": float(times[int(frames_[-1])]),
             # landmark height (brow to chin) is close to the detector's box height
             "face_height_px": float(np.median(heights)), "end_reason": t.end_reason}
 
 
-def _coverage(segments: list[dict], times_s: np.ndarray, tracks: list[_Track]) -> float | None:
+def coverage(segments: list[dict], times_s: np.ndarray, tracks: list[dict]) -> float | None:
+    """Share of speech frames with a tracked face (a track's frames are consecutive, start to end)."""
     speech = np.zeros(len(times_s), dtype=bool)
     for s in segments or []:
         speech |= (times_s >= s["start_s"]) & (times_s < s["end_s"])
@@ -230,10 +258,10 @@ def _coverage(segments: list[dict], times_s: np.ndarray, tracks: list[_Track]) -
         return None
     covered = np.zeros(len(times_s), dtype=bool)
     for t in tracks:
-        covered[t.frames] = True
+        covered[t["start_frame"]:t["end_frame"]] = True
     return float((covered & speech).sum() / speech.sum())
 
 
-def load_faces_file(faces_uri: str) -> dict[str, np.ndarray]:
-    with np.load(io.BytesIO(uris.read_bytes(faces_uri))) as data:
-        return {k: data[k] for k in data.files}
+def _clock(times_pts: np.ndarray, frame: int) -> str:
+    t = float(times_pts[min(frame, len(times_pts) - 1)] - times_pts[0])
+    return f"{int(t // 3600)}:{int(t % 3600 // 60):02d}:{t % 60:05.2f}"

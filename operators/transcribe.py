@@ -1,58 +1,101 @@
-"""Speech segments of the source: its own subtitles when the catalog has them, else ASR."""
+"""Speech segments of one shard of the source: its own subtitles when the catalog has them, else ASR.
+
+ASR hears `shards.context_s` past each edge of the shard, so a word at a
+join is heard whole by both neighbours; each keeps the words whose midpoint
+it holds, so none is lost or doubled. The merge joins lines cut at a join.
+"""
 from __future__ import annotations
 
+import os
+import tempfile
+from contextlib import contextmanager
+
+import numpy as np
+
 from operators import subtitles
-from operators.backends import load_asr
-from operators.base import Operator, Resources, SkipRow, add_model
-from operators.schema import VIDEO, empty_segment, segment_id
 from operators import uri as uris
+from operators.backends import load_asr
+from operators.base import Operator, Resources, add_model
+from operators.schema import SHARD_ROW, empty_segment, segment_id
 
 
 class Transcribe(Operator):
     name = "transcribe"
-    reads = ("asr_audio_uri", "source_lang", "source_subtitles_uri")
+    reads = ("asr_audio_uri", "source_lang", "source_subtitles_uri", "shards", "shard_index")
     writes = ("segments", "source_lang", "detected_lang", "lang_probability")
-    resources = Resources(num_cpus=1, pool=(1, 2))
-    output_schema = VIDEO
+    resources = Resources(num_cpus=1, pool=(1, 2), memory_gb=1.0)
+    output_schema = SHARD_ROW
 
     def setup(self) -> None:
         self.backend = self.backend or load_asr(self.config.asr)
 
     def process_row(self, row: dict) -> dict:
+        """One shard's lines: each word (or cue) belongs to the shard that holds its midpoint."""
         vid = row["video_id"]
+        shard = row["shards"][row["shard_index"]]
+        last = row["shard_index"] == len(row["shards"]) - 1
+        start_s, end_s = shard["start_s"], float("inf") if last else shard["end_s"]
+
+        def mine(a: float, b: float) -> bool:
+            return start_s <= (a + b) / 2 < end_s
+
         if row.get("source_subtitles_uri"):
-            cues = subtitles.tidy_cues(subtitles.read_cues(row["source_subtitles_uri"]), "source cue")
+            cues = [c for c in subtitles.read_cues(row["source_subtitles_uri"]) if mine(c.start_s, c.end_s)]
+            cues = subtitles.tidy_cues(cues, "source cue")
             segments = [empty_segment(segment_id=segment_id(vid, c.start_s, c.end_s), start_s=c.start_s,
                                       end_s=c.end_s, source_text=c.text, words=[], notes=list(c.notes))
                         for c in cues]
             lang, prob = row["source_lang"], None
         else:
-            with uris.local_copy(row["asr_audio_uri"]) as path:
-                t = self.backend.transcribe(path, row.get("source_lang"))
+            context = self.config.shards.context_s
+            with uris.local_copy(row["asr_audio_uri"]) as path, _audio_slice(
+                    path, shard["start_s"] - context, shard["end_s"] + context) as (piece, offset_s):
+                t = self.backend.transcribe(piece, row.get("source_lang"))
             add_model(row, self.name, self.backend.model_info(row.get("source_lang") or t.language))
+            spans = [(a + offset_s, b + offset_s) for a, b in t.speech_spans]
             segments = []
             for s in t.segments:
-                words = [{"start_s": w.start_s, "end_s": w.end_s, "text": w.text, "probability": w.probability}
-                         for w in s.words]
-                if not words:
-                    segments.append(empty_segment(start_s=s.start_s, end_s=s.end_s, source_text=s.text, words=[],
-                                                  notes=[]))
+                words = [{"start_s": w.start_s + offset_s, "end_s": w.end_s + offset_s, "text": w.text,
+                          "probability": w.probability} for w in s.words]
+                words = [w for w in words if mine(w["start_s"], w["end_s"])]
+                if not s.words:
+                    if mine(s.start_s + offset_s, s.end_s + offset_s):
+                        segments.append(empty_segment(start_s=s.start_s + offset_s, end_s=s.end_s + offset_s,
+                                                      source_text=s.text, words=[], notes=[]))
                     continue
-                for start, end, piece in split_at_pauses(words, list(t.speech_spans), self.config.asr.split_pause_s):
-                    segments.append(empty_segment(start_s=start, end_s=end, words=piece, notes=[],
-                                                  source_text=" ".join(w["text"] for w in piece)))
-            segments = [seg for seg in snap_to_spans(segments, list(t.speech_spans))
+                for start, end, piece_words in split_at_pauses(words, spans, self.config.asr.split_pause_s):
+                    segments.append(empty_segment(start_s=start, end_s=end, words=piece_words, notes=[],
+                                                  source_text=" ".join(w["text"] for w in piece_words)))
+            segments = [seg for seg in snap_to_spans(segments, spans)
                         if seg["end_s"] > seg["start_s"] and seg["source_text"].strip()]
             # Whisper's segments and the edges snapped to speech can overlap; the fit stage needs them apart.
             segments = [{**seg, "segment_id": segment_id(vid, seg["start_s"], seg["end_s"])}
                         for seg in tidy_segments(segments, "transcribed line")]
             lang, prob = t.language, t.language_probability
         segments = [s for s in segments if s["end_s"] > s["start_s"] and s["source_text"].strip()]
-        row = {**row, "segments": segments, "detected_lang": lang, "lang_probability": prob,
-               "source_lang": row.get("source_lang") or lang}
-        if not segments:
-            raise SkipRow("no speech found in the source audio")
-        return row
+        # A shard without speech is normal (titles, action); the merge decides whether the video has any.
+        return {**row, "segments": segments, "detected_lang": lang, "lang_probability": prob,
+                "source_lang": row.get("source_lang") or lang}
+
+
+@contextmanager
+def _audio_slice(path: str, start_s: float, end_s: float):
+    """(a wav of [start_s, end_s) of the audio at `path`, the slice's start in s); read by seeking."""
+    import soundfile as sf
+
+    with sf.SoundFile(path) as f:
+        first = max(0, int(start_s * f.samplerate))
+        last = min(f.frames, int(np.ceil(end_s * f.samplerate)))
+        if first == 0 and last == f.frames:
+            yield path, 0.0
+            return
+        f.seek(first)
+        samples = f.read(last - first, dtype="int16", always_2d=True)
+        rate = f.samplerate
+    with tempfile.TemporaryDirectory(prefix="raydub-asr-") as tmp:
+        piece = os.path.join(tmp, "slice.wav")
+        sf.write(piece, samples, rate, subtype="PCM_16")
+        yield piece, first / rate
 
 
 def tidy_segments(segments: list[dict], what: str) -> list[dict]:

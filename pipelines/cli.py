@@ -52,7 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "config":
             if args.check:
                 import json
-                print(json.dumps(Config.load(args.check).model_dump(), indent=2))
+
+                from operators.provenance import Signing
+
+                config = Config.load(args.check)
+                Signing(config)             # a configured signing key must be able to sign (a test signature)
+                print(json.dumps(config.model_dump(), indent=2))
             else:
                 print(defaults_toml(), end="")
             return 0
@@ -172,8 +177,20 @@ def _run(args) -> int:
         progress.console.print(f"{mark}[/] " + escape(f"{row['video_id']} -> {row['lang']}{why}"))
         progress.update(task, completed=done, description=escape(f"{row['video_id']} {row['lang']}"))
 
+    shard_task = None
+
+    def on_shard(row: dict, done: int, total: int | None) -> None:
+        # A long video shows movement while its shards are analysed, long before its first result.
+        nonlocal shard_task
+        if shard_task is None:
+            shard_task = progress.add_task("", total=None)
+        shard = row["shards"][row["shard_index"]]
+        progress.update(shard_task, completed=done, description=escape(
+            f"analysed {row['video_id']} shard {row['shard_index'] + 1}/{row['num_shards']} "
+            f"({shard['start_s']:.0f}-{shard['end_s']:.0f} s)"))
+
     with progress:
-        summary = run(args.catalog, args.out, langs=langs, config=config, on_result=on_result)
+        summary = run(args.catalog, args.out, langs=langs, config=config, on_result=on_result, on_shard=on_shard)
     _print_summary(summary, console)
     return 0
 
@@ -192,7 +209,7 @@ def _print_summary(summary, console) -> None:
     for r in summary.failed:
         console.print(f"  {r['status']}: {r['video_id']} -> {r['lang']} at {r['error_stage']}: {r['error']}",
                       markup=False, highlight=False)
-    console.print(f"videos:   {summary.out_dir}/videos/<video_id>/<video_id>.<lang>.mp4 or .mov (.wav, .srt)")
+    console.print(f"videos:   {summary.out_dir}/videos/<video_id>/<video_id>.<lang>.mp4 or .mov (.wav, .srt, .vtt)")
     console.print(f"manifest: {summary.manifest_uri} (Parquet, partitioned by lang)")
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from operators import manifest, review
+from operators import checkpoint, manifest, review
 from operators import uri as uris
 from operators.base import Operator
 from operators.catalog import load_catalog
@@ -24,13 +24,17 @@ from operators.config import Config
 from operators.expand import ExpandLanguages
 from operators.fit_duration import FitDuration
 from operators.lip_model import FitLipModel
+from operators.merge_shards import MergeShards
 from operators.mix import Mix
 from operators.mux import Mux
+from operators.plan_shards import PlanShards
 from operators.probe import ProbeMedia
 from operators.render import RenderLips
-from operators.schema import FAILED, MANIFEST_VERSION, OK, conform, result_id
+from operators.save_shard import SaveShard
+from operators.schema import FAILED, MANIFEST_VERSION, OK, VIDEO, conform, result_id
 from operators.score import Score
 from operators.shots import DetectShots
+from operators.split_shards import SplitShards
 from operators.synthesize import Synthesize
 from operators.sync import ScoreSync
 from operators.track_faces import TrackFaces
@@ -39,9 +43,14 @@ from operators.translate import Translate
 
 log = logging.getLogger("raydub")
 
-# Once per video, before the fan-out; then once per (video, language).
-ANALYZE = (ProbeMedia, DetectShots, Transcribe, TrackFaces, FitLipModel)
-LOCALIZE = (Translate, Synthesize, FitDuration, Mix, RenderLips, Mux, Score, ScoreSync)
+# The phases, each one Ray Data pass whose rows are checkpointed in the work dir (operators/checkpoint.py):
+# a killed job resumes from the last finished phase, and inside it from the finished shards.
+PLAN = (ProbeMedia, DetectShots, PlanShards)                       # per video
+ANALYZE_SHARDS = (SplitShards, Transcribe, TrackFaces, SaveShard)  # per shard
+MERGE = (MergeShards, FitLipModel)                                 # per video
+LOCALIZE = (Translate, Synthesize, FitDuration, Mix, RenderLips, Mux, Score, ScoreSync)  # per (video, language)
+# Language-independent: done once per video, whatever the number of languages.
+ANALYZE = PLAN + ANALYZE_SHARDS + MERGE
 
 
 @dataclass
@@ -52,6 +61,7 @@ class Summary:
     resumed: int
     wall_s: float
     counts: dict[str, Counter] = field(default_factory=dict)
+    phase_s: dict[str, float] = field(default_factory=dict)     # wall time of each phase of this run
 
     @property
     def failed(self) -> list[dict]:
@@ -59,11 +69,16 @@ class Summary:
 
 
 def build_operators(config: Config, work_dir: str, out_dir: str,
-                    backends: dict[str, object] | None = None) -> list[Operator]:
-    """Constructed on the driver: a missing tool or bad setting fails here, before Ray starts."""
+                    backends: dict[str, object] | None = None) -> dict[str, list[Operator]]:
+    """Every phase's operators, constructed on the driver: a missing tool or bad setting fails here,
+    before Ray starts."""
     backends = backends or {}
-    return [cls(config, work_dir, out_dir, backend=backends.get(cls.name))
-            for cls in (*ANALYZE, ExpandLanguages, *LOCALIZE)]
+
+    def built(classes) -> list[Operator]:
+        return [cls(config, work_dir, out_dir, backend=backends.get(cls.name)) for cls in classes]
+
+    return {"plan": built(PLAN), "analyze": built(ANALYZE_SHARDS),
+            "localize": built((*MERGE, ExpandLanguages, *LOCALIZE))}
 
 
 class _OnActor:
@@ -82,7 +97,8 @@ def apply(ds, op: Operator):
     import ray.data
 
     r = op.resources
-    common = dict(batch_format="pyarrow", batch_size=r.batch_size, num_cpus=r.num_cpus)
+    common = dict(batch_format="pyarrow", batch_size=r.batch_size, num_cpus=r.num_cpus,
+                  memory=int(r.memory_gb * 2**30))
     if r.num_gpus:
         common["num_gpus"] = r.num_gpus
     if r.pool:
@@ -116,11 +132,14 @@ def start_ray(config: Config) -> bool:
 
 def run(catalog_uri: str, out_dir: str, langs: list[str] | None = None, config: Config | None = None,
         backends: dict[str, object] | None = None,
-        on_result: Callable[[dict, int, int], None] | None = None) -> Summary:
+        on_result: Callable[[dict, int, int], None] | None = None,
+        on_shard: Callable[[dict, int, int], None] | None = None) -> Summary:
     """Dub every (video, language) of the catalog into out_dir; returns the summary.
 
     Catalog and config problems raise before any Ray work. Per-video problems
     become failed or skipped rows. `backends` injects backend objects by stage name.
+    `on_result(row, done, total)` hears of each result, `on_shard(row, done, total)` of
+    each analysed shard (done so far; total None: the plans are read by the workers).
     """
     started = time.perf_counter()
     config = config or Config()
@@ -144,9 +163,18 @@ def run(catalog_uri: str, out_dir: str, langs: list[str] | None = None, config: 
     ops = build_operators(config, work_dir, out_dir, backends)
 
     results: list[dict] = []
+    phase_s: dict[str, float] = {}
+
+    def finished(row: dict) -> None:
+        row["status"] = row["status"] or OK
+        row = review.apply(manifest.public(row), config)
+        manifest.write_marker(work_dir, row)
+        results.append(row)
+        if on_result:
+            on_result(row, len(results), total)
+
     if todo:
         started_ray = start_ray(config)
-        import ray
         import ray.data
 
         try:
@@ -154,18 +182,36 @@ def run(catalog_uri: str, out_dir: str, langs: list[str] | None = None, config: 
             ctx.enable_progress_bars = False
             ctx.verbose_stats_logs = False
             ctx.print_on_execution_start = False
-            # One video per block: videos are processed in parallel, not as one big block.
-            ds = ray.data.from_arrow([conform([r], catalog.schema) for r in todo])
-            for op in ops:
-                ds = apply(ds, op)
-            for batch in ds.iter_batches(batch_size=1, batch_format="pyarrow", prefetch_batches=0):
-                for row in batch.to_pylist():
-                    row["status"] = row["status"] or OK
-                    row = review.apply(manifest.public(row), config)
-                    manifest.write_marker(work_dir, row)
-                    results.append(row)
-                    if on_result:
-                        on_result(row, len(results), total)
+
+            # PLAN: probe, shots, shard plan; videos planned by an earlier run with the same inputs are kept.
+            t0 = time.perf_counter()
+            planned = _kept_plans(todo, work_dir, config)
+            to_plan = [r for r in todo if r["video_id"] not in planned]
+            expand = ops["localize"][len(MERGE)]
+            for row in _passed(to_plan, catalog.schema, ops["plan"]):
+                if row["status"] in (FAILED, "skipped"):
+                    # Failed before analysis: each of its languages gets the reason now.
+                    for result in expand(conform([row], VIDEO)).to_pylist():
+                        finished(result)
+                else:
+                    planned.add(row["video_id"])
+            ready = [r for r in todo if r["video_id"] in planned]
+            phase_s["plan"] = time.perf_counter() - t0
+
+            # ANALYZE: one row per shard still to analyse, spread over every worker.
+            t0 = time.perf_counter()
+            shards_done = 0
+            for shard in _passed(ready, catalog.schema, ops["analyze"]):
+                shards_done += 1
+                if on_shard:
+                    on_shard(shard, shards_done, None)
+            phase_s["analyze"] = time.perf_counter() - t0
+
+            # MERGE per video, then LOCALIZE per (video, language).
+            t0 = time.perf_counter()
+            for row in _passed(ready, catalog.schema, ops["localize"]):
+                finished(row)
+            phase_s["localize"] = time.perf_counter() - t0
         finally:
             if started_ray:
                 ray.shutdown()
@@ -177,10 +223,36 @@ def run(catalog_uri: str, out_dir: str, langs: list[str] | None = None, config: 
     kept = [review.apply(r, config) for r in kept]
     manifest.write_manifest(out_dir, kept + results + others)
     summary = Summary(out_dir=out_dir, manifest_uri=uris.join(out_dir, "manifest"),
-                      results=kept + results, resumed=len(kept), wall_s=time.perf_counter() - started)
+                      results=kept + results, resumed=len(kept), wall_s=time.perf_counter() - started,
+                      phase_s=phase_s)
     for r in summary.results:
         summary.counts.setdefault(r["lang"], Counter())[r["status"]] += 1
     return summary
+
+
+def _kept_plans(todo: list[dict], work_dir: str, config: Config) -> set[str]:
+    """Videos whose plan an earlier run left, read side by side (on S3, one request each)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not config.run.resume:
+        return set()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        kept = pool.map(lambda r: checkpoint.kept_plan(work_dir, r, config) is not None, todo)
+        return {r["video_id"] for r, k in zip(todo, kept) if k}
+
+
+def _passed(rows: list[dict], schema, ops: list[Operator]):
+    """The rows through `ops` as one Ray Data pass, streamed back one at a time."""
+    import ray.data
+
+    if not rows:
+        return
+    # One video per block: videos are processed in parallel, not as one big block.
+    ds = ray.data.from_arrow([conform([r], schema) for r in rows])
+    for op in ops:
+        ds = apply(ds, op)
+    for batch in ds.iter_batches(batch_size=1, batch_format="pyarrow", prefetch_batches=0):
+        yield from batch.to_pylist()
 
 
 def _exactly_once(todo: list[dict], results: list[dict], work_dir: str, config: Config) -> list[dict]:

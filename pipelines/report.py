@@ -316,7 +316,7 @@ def _face_crop(row: dict, segment: dict, times_s: list[float], shape: tuple[int,
 
     from operators import uri as uris
     from operators.lip_model import track_series
-    from operators.track_faces import load_faces_file
+    from operators.faces_file import load as load_faces_file
 
     tid = segment.get("speaker_track_id")
     if tid is None or not row.get("faces_uri") or not uris.exists(row["faces_uri"]):

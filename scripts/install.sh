@@ -13,6 +13,8 @@ for pair in eng-spa:apertium-eng-spa eng-cat:apertium-eng-cat es-pt:apertium-es-
             es-fr:apertium-fr-es; do
   [ -e "/usr/share/apertium/modes/${pair%%:*}.mode" ] || need+=("${pair#*:}")
 done
+# the font of the burned-in disclosure label (disclosure.burn_in)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing system packages: ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

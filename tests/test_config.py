@@ -34,6 +34,8 @@ def test_file_overrides_defaults(tmp_path):
     ("[resources.bogus]\nnum_cpus = 1\n", "unknown stage 'bogus'"),
     ("[resources.mix]\npool = [3, 1]\n", "pool"),
     ("[fit\n", "not valid TOML"),
+    ("[subtitles]\nmin_duration_s = 8.0\n", "min_duration_s (8.0) must be less than max_duration_s (7.0)"),
+    ("[subtitles]\ndual_format = 'ass'\n", "subtitles.dual_format"),
 ])
 def test_bad_config_is_an_error_naming_the_key(tmp_path, text, needle):
     path = tmp_path / "c.toml"
@@ -51,3 +53,11 @@ def test_resources_override_merges_into_operator_defaults():
     merged = Resources(num_cpus=1, pool=(1, 2), batch_size=4).with_(cfg.resources["score"])
     assert merged == Resources(num_cpus=2, pool=None, batch_size=4)
     assert set(STAGES) >= {"transcribe", "mix"}
+
+
+def test_the_stage_list_is_the_pipelines_stages_in_order():
+    """Resource overrides are checked against config.STAGES: it must name every stage the pipeline runs."""
+    from pipelines.localize import ANALYZE, LOCALIZE
+    from operators.expand import ExpandLanguages
+
+    assert STAGES == tuple(cls.name for cls in (*ANALYZE, ExpandLanguages, *LOCALIZE))

@@ -13,7 +13,7 @@ import pytest
 from catalogs import dummies
 from operators.face_geometry import mouth_box
 from operators.schema import OK
-from operators.track_faces import load_faces_file
+from operators.faces_file import load as load_faces_file
 from pipelines.localize import run
 from tests.conftest import small_config
 

@@ -35,12 +35,19 @@ def test_markers_are_read_back_and_only_complete_results_count_as_done(tmp_path)
     work = str(tmp_path / "work")
     video = tmp_path / "a.es.mp4"
     video.write_bytes(b"x")
-    outputs = {"video_out_uri": str(video), "dub_audio_uri": str(video), "subtitles_out_uri": str(video)}
+    dual = tmp_path / "a.es.dual.vtt"
+    dual.write_text("WEBVTT\n")
+    outputs = {"video_out_uri": str(video), "dub_audio_uri": str(video), "subtitles_out_uri": str(video),
+               "subtitles_vtt_uri": str(video)}
     manifest.write_marker(work, _row("a", "es", **outputs))
     manifest.write_marker(work, _row("b", "es"))
+    manifest.write_marker(work, _row("c", "es", **outputs, subtitles_dual_uri=str(dual)))
     found = manifest.previous_results(str(tmp_path / "out"), work)
-    assert manifest.is_done(found["a", "es"])
+    assert manifest.is_done(found["a", "es"])          # no dual file asked for: none needed
     assert not manifest.is_done(found["b", "es"])      # ok, but its outputs are not there
+    assert manifest.is_done(found["c", "es"])
+    dual.unlink()
+    assert not manifest.is_done(found["c", "es"])      # it names a dual file that is gone
     video.unlink()
     assert not manifest.is_done(found["a", "es"])
 

@@ -48,7 +48,7 @@ def test_good_values_stay_under_the_root(root):
 def test_ids_that_look_like_artifact_names_never_share_a_file():
     """Ids like 'a.tts.wav' and 'a.fit.wav' used to collide: fit paths were made by replacing '.tts.wav' in a URI."""
     root = "/tmp/raydub-root/_work"
-    ids = ["a", "a.tts.wav", "a.fit.wav", "a.es", "a.es.mp4", "render", "a.tts"]
+    ids = ["a", "a.tts.wav", "a.fit.wav", "a.es", "a.es.mp4", "render", "a.tts", "a.es.dual"]
     langs = ["es", "de", "pt-br"]
     made = []
     for vid in ids:
@@ -57,7 +57,8 @@ def test_ids_that_look_like_artifact_names_never_share_a_file():
         for lang in langs:
             made += [paths.line_audio(root, vid, lang, i, stage) for i in range(3) for stage in ("tts", "fit")]
             made += [paths.rendered_video(root, vid, lang), paths.marker(root, vid, lang)]
-            made += [paths.output("/tmp/raydub-root", vid, lang, s) for s in (".mp4", ".wav", ".srt")]
+            made += [paths.output("/tmp/raydub-root", vid, lang, s)
+                     for s in (".mp4", ".wav", ".srt", ".vtt", ".dual.vtt", ".dual.srt")]
     assert len(made) == len(set(made))
 
 

@@ -1,4 +1,5 @@
 """End to end on an embedded Ray: real media, real models that PyPI packages ship, bad inputs beside good."""
+import hashlib
 import json
 import os
 import subprocess
@@ -93,7 +94,7 @@ def test_every_catalog_row_reaches_the_manifest_once_per_language(first_run):
         ("good", "es"): (OK, None), ("good", "de"): (OK, None), ("good", "pt"): (OK, None),
         ("good", "ro"): (FAILED, "translate"),
         ("missing", "es"): (FAILED, "probe"), ("truncated", "es"): (FAILED, "probe"), ("cut", "es"): (FAILED, "probe"),
-        ("mute", "es"): (FAILED, "probe"), ("silent", "es"): (SKIPPED, "transcribe"),
+        ("mute", "es"): (FAILED, "probe"), ("silent", "es"): (SKIPPED, "merge"),
     }
     assert {k: (r["status"], r["error_stage"]) for k, r in pairs.items()} == expected
     assert "not found" in pairs["missing", "es"]["error"]
@@ -154,6 +155,15 @@ def test_dubbed_outputs(first_run, media):
         assert audio == [("spa", "Dub (es)"), ("eng", "Original (en)")]
         assert [s.metadata.get("language") for s in dub.streams.subtitles] == ["spa"]
     assert os.path.exists(es["dub_audio_uri"]) and os.path.exists(es["subtitles_out_uri"])
+    # Every output says it was AI-dubbed; no key is configured, so nothing is signed, and the run says so.
+    disclosure = "AI-dubbed by raydub: the voice is AI-generated."       # no lips re-rendered on this still
+    assert (es["disclosure"], es["disclosure_label"]) == (disclosure, None)
+    assert es["provenance_status"] == "not signed: no key configured"
+    for path in (es["video_out_uri"], es["dub_audio_uri"]):
+        probed = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags=comment", "-of",
+                                 "default=nw=1:nk=1", path], capture_output=True, text=True, check=True)
+        assert probed.stdout.strip() == disclosure
+    assert es["source_sha256"] == hashlib.sha256((d / "good.mp4").read_bytes()).hexdigest()
     assert "casa" in open(es["subtitles_out_uri"]).read().lower()
 
     segs = es["segments"]
@@ -219,7 +229,8 @@ def test_a_video_whose_subtitles_overlap_is_dubbed(ray_local, tmp_path):
     catalog.write_text(json.dumps({"video_id": "clip", "uri": "clip.mp4", "source_lang": "en",
                                    "source_subtitles_uri": "clip.en.srt", "subtitles_uri_de": "clip.de.srt"}) + "\n")
     out = str(tmp_path / "out")
-    summary = run(str(catalog), out, langs=["de"], config=small_config(lips={"enabled": False}))
+    summary = run(str(catalog), out, langs=["de"], config=small_config(lips={"enabled": False},
+                                                                       subtitles={"dual": True}))
 
     assert summary.counts["de"][OK] == 1, summary.counts
     (result,) = manifest.read_manifest(out)
@@ -232,3 +243,17 @@ def test_a_video_whose_subtitles_overlap_is_dubbed(ray_local, tmp_path):
          [f"merged with the overlapping translated cue at 2.600-{ends[1]:.3f} s"])]
     assert all(s["fit_uri"] for s in segs) and segs[0]["placed_end_s"] <= segs[1]["start_s"]
     assert [r["notes"] for r in manifest.read_segments(out)] == [s["notes"] for s in segs]
+
+    # Subtitles: SRT, WebVTT and the dual file, cued on the dub's lines, within every limit
+    import webvtt
+
+    assert [result[k] for k in ("subtitles_out_uri", "subtitles_vtt_uri", "subtitles_dual_uri")] == [
+        os.path.join(out, "videos", "clip", f"clip.de{suffix}") for suffix in (".srt", ".vtt", ".dual.vtt")]
+    vtt = list(webvtt.read(result["subtitles_vtt_uri"]))
+    assert [c.text for c in vtt] == ["Das Haus ist rot.", "Ich trinke Kaffee."]
+    assert [c.start for c in vtt] == [f"00:00:0{s['placed_start_s']:.3f}" for s in segs]
+    assert [(c.start, c.end) for c in webvtt.read(result["subtitles_dual_uri"])] == [(c.start, c.end) for c in vtt]
+    assert [c.lines for c in webvtt.read(result["subtitles_dual_uri"])] == [
+        ["The house is red.", "Das Haus ist rot."], ["I drink coffee.", "Ich trinke Kaffee."]]
+    assert (result["subtitle_cues"], result["subtitle_lines_split"], result["subtitle_issues"]) == (2, 0, [])
+    assert set(result["subtitle_cues_over_limits"].values()) == {0}

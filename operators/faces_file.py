@@ -1,0 +1,99 @@
+"""The faces file: one module owns its format, its writer and its reader.
+
+Each shard's face tracking writes a part (npz) with the frames it owns:
+
+  frame_times_s (F,)            time of each owned frame, from the video's first frame
+  sample_track, sample_frame    (N,) which track and (video) frame each landmark row is
+  landmarks (N, 68, 2)          smoothed, image pixels
+  crops_<track> (M, h, w, 3)    mouth crops, a fixed size per track and part
+  crop_frame_<track> (M,)       their frames; crop_origin_<track> (M, 2): top-left in the frame
+  margin_track, margin_frame, margin_landmarks
+                                the same for frames past the shard's edges (cuts inside a shot),
+                                where the neighbouring shard owns the frames: used only to join tracks
+
+The merge writes the video's faces file, a small JSON index of the parts (in
+frame order) and of the tracks it joined across cuts inside a shot:
+
+  {"frame_times_uri": uri, "parts": [uri, ...],
+   "same_track": {"<track id>": <the id it continues>, ...}}
+
+`load` reads either (a part alone, as tests and old work dirs have it) and
+returns the whole video's arrays, keyed as in a part, with joined tracks under
+one id. Its size grows with the frames that hold faces, at 544 bytes a face
+and frame plus the crops: tens of MB for a film, never frames.
+"""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+
+from operators import uri as uris
+
+SAMPLE_KEYS = ("sample_track", "sample_frame", "landmarks")
+MARGIN_KEYS = ("margin_track", "margin_frame", "margin_landmarks")
+
+
+def write_part(faces_uri: str, times_s: np.ndarray, samples: dict[str, np.ndarray],
+               crops: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]],
+               margins: dict[str, np.ndarray] | None = None) -> None:
+    """samples: SAMPLE_KEYS arrays; crops: track -> (crops, frames, origins); margins: MARGIN_KEYS arrays."""
+    arrays: dict[str, np.ndarray] = {"frame_times_s": np.asarray(times_s, dtype=np.float64)}
+    arrays["sample_track"] = np.asarray(samples["sample_track"], dtype=np.int32)
+    arrays["sample_frame"] = np.asarray(samples["sample_frame"], dtype=np.int64)
+    arrays["landmarks"] = np.asarray(samples["landmarks"], dtype=np.float32).reshape(-1, 68, 2)
+    for tid, (images, frames, origins) in crops.items():
+        arrays[f"crops_{tid}"] = images
+        arrays[f"crop_frame_{tid}"] = np.asarray(frames, dtype=np.int64)
+        arrays[f"crop_origin_{tid}"] = np.asarray(origins, dtype=np.int64)
+    margins = margins or {"margin_track": [], "margin_frame": [], "margin_landmarks": np.zeros((0, 68, 2))}
+    arrays["margin_track"] = np.asarray(margins["margin_track"], dtype=np.int32)
+    arrays["margin_frame"] = np.asarray(margins["margin_frame"], dtype=np.int64)
+    arrays["margin_landmarks"] = np.asarray(margins["margin_landmarks"], dtype=np.float32).reshape(-1, 68, 2)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    uris.write_bytes(faces_uri, buffer.getvalue())
+
+
+def read_part(faces_uri: str, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(uris.read_bytes(faces_uri))) as data:
+        return {k: data[k] for k in data.files if keys is None or k in keys}
+
+
+def write_index(faces_uri: str, frame_times_uri: str, parts: list[str], same_track: dict[int, int]) -> None:
+    """The video's faces file: its frame times (every frame, whether a part covers it or not) and parts."""
+    uris.write_bytes(faces_uri, json.dumps({"frame_times_uri": frame_times_uri, "parts": parts,
+                                            "same_track": {str(k): v for k, v in same_track.items()}}).encode())
+
+
+def load(faces_uri: str) -> dict[str, np.ndarray]:
+    """The whole video's face arrays (see the module doc), from a part or an index of parts."""
+    if not faces_uri.endswith(".json"):
+        return read_part(faces_uri)
+    index = json.loads(uris.read_bytes(faces_uri))
+    same = {int(k): int(v) for k, v in index["same_track"].items()}
+    times_pts = np.load(io.BytesIO(uris.read_bytes(index["frame_times_uri"])))
+    samples = {k: [] for k in SAMPLE_KEYS}
+    crops: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+    for part_uri in index["parts"]:
+        part = read_part(part_uri)
+        for k in SAMPLE_KEYS:
+            samples[k].append(part[k])
+        for key in part:
+            if key.startswith("crops_"):
+                tid = int(key.removeprefix("crops_"))
+                crops.setdefault(same.get(tid, tid), []).append(
+                    (part[key], part[f"crop_frame_{tid}"], part[f"crop_origin_{tid}"]))
+    out: dict = {"frame_times_s": times_pts - times_pts[0]}
+    for k in SAMPLE_KEYS:
+        out[k] = np.concatenate(samples[k]) if samples[k] else np.zeros((0, 68, 2) if k == "landmarks" else 0)
+    out["sample_track"] = np.array([same.get(int(t), int(t)) for t in out["sample_track"]], dtype=np.int32)
+    for tid, pieces in crops.items():
+        # A track joined across a cut has a crop size per part; the renderer takes crops as a list.
+        sizes = {p[0].shape[1:] for p in pieces}
+        images = [c for p in pieces for c in p[0]]
+        out[f"crops_{tid}"] = np.stack(images) if len(sizes) == 1 else images
+        out[f"crop_frame_{tid}"] = np.concatenate([p[1] for p in pieces])
+        out[f"crop_origin_{tid}"] = np.concatenate([p[2] for p in pieces])
+    return out

@@ -1,0 +1,329 @@
+"""What every output says about how it was made: a disclosure, and a signed C2PA manifest.
+
+A dub whose lips were re-rendered alters how a real person appears to
+speak; platforms and laws (the EU AI Act's transparency duty) expect such
+media to say so, in a way people and machines can read. Each output gets:
+
+- a disclosure text in its container metadata (written by Mix for the .wav,
+  by Mux for the video), and in the manifest's `disclosure` column;
+- a C2PA manifest embedded in the file (mp4, mov, wav), signed with the
+  certificate and key in `provenance`: the source as parent ingredient, with
+  its SHA-256, the actions (translated, dubbed audio, lip-synced video) as
+  AI-generated content, and the models used with their licences. A C2PA
+  reader (c2patool, `c2pa.Reader`, contentcredentials.org/verify) checks
+  that the file is unchanged since it was signed.
+
+The files are signed where they are written, before they leave the worker:
+a signed output is never downloaded and uploaded again, and nothing unsigned
+is ever in OUT while signing is on. A signing failure is reported in the
+row's `provenance_status` and keeps the dub: losing a finished dub to a
+timestamp server's outage would help nobody. A key that cannot sign at all
+fails on the driver, before any work (`Signing.__init__`).
+
+Key material is read where it is used (on the worker, at the first
+signature), never kept on an operator that Ray pickles, and never logged.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import logging
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from operators import uri as uris
+from operators.base import MissingDependency, require_module
+from operators.config import ConfigError
+
+if TYPE_CHECKING:
+    from operators.config import Config
+
+log = logging.getLogger("raydub")
+
+# IPTC digital source types (http://cv.iptc.org/newscodes/digitalsourcetype/): a dub is the
+# original recording with AI-generated speech (and mouths) composited in.
+COMPOSITE_AI = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
+TRAINED_AI = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+
+SIGNED = "signed"
+NO_KEY = "not signed: no key configured"
+OFF = "not signed: provenance.sign is off"
+# C2PA has no binding for Matroska: its manifest cannot be embedded in an mkv.
+MIME_TYPES = {"mp4": "video/mp4", "mov": "video/quicktime", "wav": "audio/wav"}
+SOURCE_MIME_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime",
+                     ".mkv": "video/x-matroska", ".webm": "video/webm"}
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("raydub")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def software() -> str:
+    """What the files name as the software that wrote them (wav ISFT)."""
+    return f"raydub {version()}"
+
+
+def disclosure_text(config: "Config", lips_rendered: bool) -> str:
+    d = config.disclosure
+    return d.text if lips_rendered else d.text_voice_only
+
+
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def combine(statuses: dict[str, str]) -> str:
+    """One provenance_status for a result's files: the common status, else each file's ('video: ...; audio: ...')."""
+    if len(set(statuses.values())) == 1:
+        return next(iter(statuses.values()))
+    return "; ".join(f"{name}: {status}" for name, status in statuses.items())
+
+
+# --- the C2PA manifest --------------------------------------------------------------
+
+def actions(row: dict, picture: bool, lips_rendered: bool) -> list[dict]:
+    """What was done to the source, as C2PA actions (the first opens the source, the parent ingredient)."""
+    agent = {"name": "raydub", "version": version()}
+    src, lang = row.get("source_lang") or row.get("detected_lang") or "und", row["lang"]
+    translated = {"action": "c2pa.translated", "softwareAgent": agent,
+                  "description": f"speech translated from {src} to {lang}",
+                  "parameters": {"sourceLanguage": src, "targetLanguage": lang}}
+    by = [m for m in row.get("models") or [] if m.get("stage") == "translate"]
+    if by and by[0].get("name") == "catalog-subtitles":
+        translated["description"] += ", as the catalog's translated subtitles say"   # people's work, not AI's
+    else:
+        translated["digitalSourceType"] = TRAINED_AI
+    out = [{"action": "c2pa.opened", "parameters": {"ingredientIds": ["source"]}},
+           translated,
+           {"action": "c2pa.edited", "softwareAgent": agent, "digitalSourceType": COMPOSITE_AI,
+            "description": f"dubbed audio: the {src} speech replaced by {lang} speech generated by text-to-speech, "
+                           f"over the original background"}]
+    if picture and lips_rendered:
+        out.append({"action": "c2pa.edited", "softwareAgent": agent, "digitalSourceType": COMPOSITE_AI,
+                    "description": "lip-synced video: the speakers' mouths re-rendered by AI to follow the dubbed "
+                                   "speech"})
+    return out
+
+
+def manifest_definition(row: dict, title: str, picture: bool, lips_rendered: bool, disclosure: str) -> dict:
+    """The C2PA manifest of one output file, before signing."""
+    return {
+        "claim_generator_info": [{"name": "raydub", "version": version()}],
+        "title": title,
+        "assertions": [
+            {"label": "c2pa.actions", "data": {"actions": actions(row, picture, lips_rendered)}},
+            # C2PA's ingredient records a source's own manifest, not its bytes: the hash goes here.
+            {"label": "org.raydub.source", "data": {
+                "video_id": row["video_id"], "uri": uris.redacted(row["uri"]),
+                "sha256": row.get("source_sha256"), "source_lang": row.get("source_lang"), "lang": row["lang"]}},
+            {"label": "org.raydub.models", "data": {"models": [
+                {**{k: m.get(k) for k in ("stage", "name", "version", "license")},
+                 "source": uris.redacted(m.get("source"))}     # a sidecar's URI may be presigned
+                for m in row.get("models") or []]}},
+            {"label": "org.raydub.disclosure", "data": {"text": disclosure}},
+        ],
+    }
+
+
+@dataclass(frozen=True)
+class _KeyRef:
+    """Where the key lives; never its bytes (an operator holding this is pickled by Ray)."""
+    cert_chain: str
+    private_key: str
+    tsa_url: str | None
+
+
+def _algorithm(key_pem: bytes) -> str:
+    """The C2PA signing algorithm the private key signs with."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError) as e:
+        # The message names the problem (encrypted, not PEM), never the key's content.
+        raise ConfigError(f"provenance.private_key: not an unencrypted PEM private key ({type(e).__name__})") from None
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        curves = {"secp256r1": "es256", "secp384r1": "es384", "secp521r1": "es512"}
+        if key.curve.name not in curves:
+            raise ConfigError(f"provenance.private_key: EC curve {key.curve.name} cannot sign C2PA "
+                              f"(P-256, P-384 or P-521)")
+        return curves[key.curve.name]
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return "ed25519"
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "ps256"
+    raise ConfigError(f"provenance.private_key: a {type(key).__name__} cannot sign C2PA "
+                      f"(EC P-256/384/521, Ed25519 or RSA)")
+
+
+def _clean(message: str) -> str:
+    # A library's message about a key must not carry the key: drop any PEM block it quotes.
+    if "-----BEGIN" in message:
+        message = message.split("-----BEGIN", 1)[0] + "[PEM content removed]"
+    return uris.redact_text(" ".join(message.split()))[:300]
+
+
+class Signing:
+    """Signs the outputs of one stage; built on the driver (where a bad key fails), used on the workers."""
+
+    def __init__(self, config: "Config"):
+        cfg = config.provenance
+        self.key: _KeyRef | None = None
+        self.unsigned_status = OFF if cfg.sign == "off" else NO_KEY
+        if cfg.sign == "off" or not cfg.cert_chain:
+            return
+        require_module("c2pa", "c2pa-python")
+        require_module("cryptography", "cryptography")
+        # Relative paths are the driver's: made absolute here, so workers (other working dirs) find them.
+        self.key = _KeyRef(uris.absolute(cfg.cert_chain), uris.absolute(cfg.private_key), cfg.tsa_url)
+        self._signer = None
+        self._check()
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_signer": None}     # the native signer (and the key in it) stays where it was made
+
+    def _load(self, with_tsa: bool = True):
+        import c2pa
+
+        pems = {}
+        for field in ("cert_chain", "private_key"):
+            where = getattr(self.key, field)
+            try:
+                pems[field] = uris.read_bytes(where)
+            except FileNotFoundError:
+                raise ConfigError(f"provenance.{field}: file not found: {uris.redacted(where)}") from None
+            except OSError as e:
+                raise ConfigError(f"provenance.{field}: cannot read {uris.redacted(where)}: "
+                                  f"{type(e).__name__}") from None
+        if b"-----BEGIN CERTIFICATE-----" not in pems["cert_chain"]:
+            raise ConfigError("provenance.cert_chain: no PEM certificate in the file")
+        alg = _algorithm(pems["private_key"])
+        info = c2pa.C2paSignerInfo(alg, pems["cert_chain"], pems["private_key"],
+                                   self.key.tsa_url if with_tsa else None)
+        try:
+            return c2pa.Signer.from_info(info)
+        except c2pa.C2paError as e:
+            raise ConfigError(f"provenance: the certificate and key cannot sign: {_clean(str(e))}") from None
+
+    def _check(self) -> None:
+        """Sign a tiny wav in memory: a key that does not match its certificate, or a certificate C2PA refuses
+        (no digitalSignature, wrong EKU, expired), fails here, on the driver, before any work.
+
+        Without the timestamp authority: it may be down for a moment, which is a per-row matter.
+        """
+        import c2pa
+
+        signer = self._load(with_tsa=False)
+        wav = io.BytesIO()
+        _tiny_wav(wav)
+        definition = {"claim_generator_info": [{"name": "raydub", "version": version()}], "title": "check.wav",
+                      "assertions": [{"label": "c2pa.actions", "data": {"actions": [
+                          {"action": "c2pa.created", "digitalSourceType": TRAINED_AI}]}}]}
+        try:
+            with c2pa.Builder.from_json(definition) as builder:
+                wav.seek(0)
+                builder.sign(signer, "audio/wav", wav, io.BytesIO())
+        except c2pa.C2paError as e:
+            raise ConfigError(f"provenance: a test signature with provenance.cert_chain and "
+                              f"provenance.private_key failed: {_clean(str(e))}") from None
+        finally:
+            signer.close()
+
+    def sign(self, local_path: str, uri: str, container: str, row: dict, *, picture: bool, lips_rendered: bool,
+             disclosure: str) -> str:
+        """Embed a signed C2PA manifest in the finished file at `local_path` (replaced in place), which is
+        staged for `uri`; returns the provenance status.
+
+        Any failure is returned as 'failed: ...' and leaves the file as it was.
+        """
+        if self.key is None:
+            return self.unsigned_status
+        mime = MIME_TYPES.get(container)
+        if mime is None:
+            return f"not signed: C2PA manifests cannot be embedded in {container}"
+        try:
+            import c2pa
+
+            if self._signer is None:
+                self._signer = self._load()
+            definition = manifest_definition(row, os.path.basename(uris.path_of(uri)), picture,
+                                             lips_rendered, disclosure)
+            signed = f"{local_path}.signed"
+            with c2pa.Builder.from_json(definition) as builder:
+                _add_source(builder, row)
+                with open(local_path, "rb") as src, open(signed, "w+b") as dst:
+                    builder.sign(self._signer, mime, src, dst)
+            with open(signed, "rb") as f, c2pa.Reader(mime, f) as reader:
+                state = reader.get_validation_state()
+                if state not in ("Valid", "Trusted"):
+                    failures = (reader.get_validation_results() or {}).get("activeManifest", {}).get("failure")
+                    raise RuntimeError(f"the signed file does not validate ({state}): "
+                                       f"{', '.join(f['code'] for f in failures or [])}")
+            os.replace(signed, local_path)
+            return SIGNED
+        except Exception as e:  # noqa: BLE001 - the dub is kept unsigned, with the reason in the manifest
+            reason = _clean(f"{type(e).__name__}: {e}")
+            log.warning("provenance: signing %s of %s -> %s failed: %s", container, row.get("video_id"),
+                        row.get("lang"), reason)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(f"{local_path}.signed")
+            return f"failed: {reason}"
+
+
+def _add_source(builder, row: dict) -> None:
+    """The source video as the parent ingredient; a signed source brings its own C2PA manifest along."""
+    title = os.path.basename(uris.path_of(row["uri"])) or row["video_id"]
+    mime = SOURCE_MIME_TYPES.get(os.path.splitext(title)[1].lower(), "application/octet-stream")
+    fs, path = uris.filesystem(row["uri"])
+    # Opened, not copied: C2PA reads only the boxes it needs, by seeking (ranged reads on s3://).
+    with fs.open(path, "rb") as f:
+        builder.add_ingredient({"title": title, "relationship": "parentOf", "label": "source"}, mime, f)
+
+
+def _tiny_wav(f) -> None:
+    import wave
+
+    with wave.open(f, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"\0\0" * 800)
+
+
+def require_drawtext() -> None:
+    """The burned-in label needs ffmpeg's drawtext filter (built with libfreetype) and a font."""
+    import subprocess
+
+    filters = subprocess.run(["ffmpeg", "-hide_banner", "-filters"], capture_output=True, text=True).stdout
+    if " drawtext " not in filters:
+        raise MissingDependency("disclosure.burn_in needs ffmpeg's drawtext filter (ffmpeg built with libfreetype)")
+    if not os.path.exists(LABEL_FONT):
+        raise MissingDependency(f"disclosure.burn_in needs the font {LABEL_FONT}: install it with "
+                                f"`apt-get install fonts-dejavu-core`")
+
+
+LABEL_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+
+def label_filter(text_file: str, position: str, height: int) -> str:
+    """An ffmpeg drawtext filter drawing the label in `text_file` (read as it is: no % expansion)."""
+    size = max(12, round(height / 24))
+    margin = size // 2
+    x = {"left": f"{margin}", "right": f"w-tw-{margin}"}.get(position.split("-")[-1], "(w-tw)/2")
+    y = f"{margin}" if position.startswith("top") else f"h-th-{margin}"
+    # A file, not text=: the label needs no escaping for the filter graph's own syntax.
+    return (f"drawtext=fontfile={LABEL_FONT}:textfile={text_file}:expansion=none:fontsize={size}:"
+            f"fontcolor=white:box=1:boxcolor=black@0.5:boxborderw={max(2, size // 4)}:x={x}:y={y}")
