@@ -9,7 +9,7 @@ install:
 
 demo: install
 	$(PY) -m catalogs.demo.build
-	$(PY) -m pipelines.cli run --catalog catalogs/demo/build/catalog.jsonl --langs es,de --out $(OUT)
+	$(PY) -m pipelines.cli run --catalog catalogs/demo/build/catalog.jsonl --langs es,de,pt --out $(OUT)
 
 test: install
 	$(PY) -m pytest

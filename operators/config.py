@@ -83,6 +83,23 @@ class ASRConfig(_Section):
 class TranslateConfig(_Section):
     backend: str = Field("apertium", description="Machine translation when the catalog has no translated subtitles: "
                          "'apertium', 'none' (subtitles only) or 'module:Class'")
+    pivot_langs: list[str] = Field(
+        ["es", "ca", "gl"], description="Pivot languages, best first: a target with no direct pair is reached by "
+        "chaining two pairs through the first of these that has both (source->pivot, pivot->target). Apertium's "
+        "English-Spanish pair is its most complete from English, so es comes first; [] allows direct pairs only")
+
+    @field_validator("pivot_langs")
+    @classmethod
+    def _pivot_codes(cls, v: list[str]) -> list[str]:
+        import langcodes
+
+        from operators.languages import normalize
+
+        # Not `checked`: a pivot is only read and written by Apertium, so it needs no voice (gl has none).
+        bad = [c for c in v if not isinstance(c, str) or not langcodes.tag_is_valid(c.strip().replace("_", "-"))]
+        if bad:
+            raise ValueError(f"not language codes: {', '.join(map(repr, bad))}")
+        return list(dict.fromkeys(normalize(c) for c in v))
 
 
 class TTSConfig(_Section):
@@ -309,6 +326,8 @@ class ReviewConfig(_Section):
                                           "flagged as unsteady")
     min_face_coverage_unrendered: float = Field(0.5, ge=0.0, le=1.0, description="A face was on screen for this "
                                                 "share of the speech but no lips were re-rendered: flagged")
+    flag_pivoted: bool = Field(True, description="Flag results machine-translated through a pivot language "
+                               "(two rule-based pairs chained, e.g. en-es then es-pt: the errors of both add up)")
 
 
 class ResourcesOverride(_Section):

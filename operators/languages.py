@@ -69,17 +69,21 @@ def base(code: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def _espeak_table() -> tuple[frozenset[str], dict[str, str]]:
-    """(languages of `espeak-ng --voices`, alias -> voice from its "Other Languages" column)."""
+def _espeak_voices() -> str:
     exe = shutil.which("espeak-ng")
     if exe is None:
         log.warning("espeak-ng not found: no espeak-ng languages (apt-get install espeak-ng)")
-        return frozenset(), {}
-    out = subprocess.run([exe, "--voices"], capture_output=True, text=True, encoding="utf-8",
-                         errors="replace", timeout=30, check=True).stdout
+        return ""
+    return subprocess.run([exe, "--voices"], capture_output=True, text=True, encoding="utf-8",
+                          errors="replace", timeout=30, check=True).stdout
+
+
+@lru_cache(maxsize=1)
+def _espeak_table() -> tuple[frozenset[str], dict[str, str]]:
+    """(languages of `espeak-ng --voices`, alias -> voice from its "Other Languages" column)."""
     languages: list[str] = []
     aliases: dict[str, tuple[int, str]] = {}
-    for line in out.splitlines()[1:]:
+    for line in _espeak_voices().splitlines()[1:]:
         cols = line.split()
         if len(cols) < 2:
             continue
@@ -92,6 +96,15 @@ def _espeak_table() -> tuple[frozenset[str], dict[str, str]]:
             if alias not in aliases or int(prio) < aliases[alias][0]:
                 aliases[alias] = (int(prio), lang)
     return frozenset(languages), {a: v for a, (_, v) in aliases.items()}
+
+
+def espeak_name(voice: str) -> str | None:
+    """espeak-ng's name of one of its voices: 'pt-br' -> 'Portuguese (Brazil)'."""
+    for line in _espeak_voices().splitlines()[1:]:
+        cols = line.split()
+        if len(cols) >= 4 and normalize(cols[1]) == normalize(voice):
+            return cols[3].replace("_", " ")
+    return None
 
 
 def espeak_languages() -> frozenset[str]:

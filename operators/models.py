@@ -510,6 +510,21 @@ def _shadow_hint(name: str) -> str:
             f"a local path must be written as {as_path}")
 
 
+def available_offline(name: str) -> bool:
+    """Whether `resolve(name)` succeeds with no network: a local path, an installed package that ships it, or a
+    complete copy in this node's cache. Nothing is fetched or assembled."""
+    from importlib.util import find_spec
+
+    name = name.strip()
+    local = local_path(name)
+    if local is not None:
+        return local.exists()
+    entry = registry_entry(name)
+    if entry is not None and entry.package is not None and all(find_spec(m) for m in entry.package.modules):
+        return True
+    return _cached(name) is not None
+
+
 def resolve(name: str) -> ResolvedModel:
     """Local files for a model name, fetched at most once per node. Raises ModelNotFound."""
     name = name.strip()

@@ -27,6 +27,10 @@ def assess(row: dict, config: Config) -> list[str]:
         if value is not None and value > limit:
             reasons.append(f"{what} {value:.2f}{unit} > {limit}{unit}")
 
+    route = row.get("translation_route") or []
+    if cfg.flag_pivoted and len(route) > 1:
+        reasons.append(f"translation: through a pivot language ({', then '.join(route)}): two rule-based pairs "
+                       "chained, their errors add up")
     above("wer", cfg.max_wer, "intelligibility: WER")
     above("cer", cfg.max_cer, "intelligibility: CER")
     above("true_peak_dbfs", cfg.max_true_peak_dbfs, "loudness: true peak", " dBFS")

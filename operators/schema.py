@@ -230,6 +230,9 @@ RESULT_FIELDS = [
     pa.field("share_at_speed_cap", pa.float64()),  # lines that needed the largest speed-up or more
     pa.field("overflow_s_total", pa.float64()),
     pa.field("cut_s_total", pa.float64()),
+    # translation: the pairs machine translation went through ("en-es", then "es-pt" for a pivot), or
+    # ["subtitles"] for the catalog's own; null when nothing was translated
+    pa.field("translation_route", pa.list_(pa.string())),
     # intelligibility
     pa.field("wer", pa.float64()),
     pa.field("cer", pa.float64()),

@@ -8,6 +8,7 @@ said it); the result's value is the mean over lines, weighted by length.
 from __future__ import annotations
 
 import io
+import logging
 
 import jiwer
 import numpy as np
@@ -16,8 +17,11 @@ from operators import audio
 from operators import paths
 from operators import uri as uris
 from operators.backends import load_asr, load_speaker_encoder
+from operators.backends.protocols import UnsupportedLanguage
 from operators.base import Operator, Resources, add_model
 from operators.schema import RESULT
+
+log = logging.getLogger(__name__)
 
 VOICE_RATE_HZ = 16000   # what the speaker encoders take (asr_audio_uri is already at this rate)
 
@@ -86,13 +90,22 @@ class Score(Operator):
             "cut_s_total": sum(s["cut_s"] for s in dubbed),
         }
         if self.config.score.back_transcribe and dubbed:
-            for s in dubbed:
-                with uris.local_copy(s["fit_uri"]) as path:
-                    s["back_text"] = self.backend.transcribe_text(path, lang)
-                s["wer"], s["cer"] = error_rates([s["target_text"]], [s["back_text"]])
-            scores["wer"], scores["cer"] = error_rates([s["target_text"] for s in dubbed],
-                                                       [s["back_text"] for s in dubbed])
-            add_model(row, self.name, self.backend.model_info(lang))
+            try:
+                for s in dubbed:
+                    with uris.local_copy(s["fit_uri"]) as path:
+                        s["back_text"] = self.backend.transcribe_text(path, lang)
+                    s["wer"], s["cer"] = error_rates([s["target_text"]], [s["back_text"]])
+            except UnsupportedLanguage as e:
+                # A dub Apertium and espeak-ng can make (eo, an) that Whisper cannot hear: the dub stands,
+                # unscored (wer and cer null), rather than failing for want of a judge.
+                log.warning("%s -> %s: no back-transcription: %s", row["video_id"], lang, e)
+                for s in dubbed:
+                    s["back_text"] = s["wer"] = s["cer"] = None
+                scores["wer"] = scores["cer"] = None
+            else:
+                scores["wer"], scores["cer"] = error_rates([s["target_text"] for s in dubbed],
+                                                           [s["back_text"] for s in dubbed])
+                add_model(row, self.name, self.backend.model_info(lang))
         if self.voices is not None and dubbed and row.get("asr_audio_uri"):
             scores["speaker_similarity"] = self._voice_similarity(row, dubbed)
             add_model(row, self.name, self.voices.model_info())

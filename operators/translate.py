@@ -1,9 +1,11 @@
 """Target-language text per segment: the catalog's translated subtitles, else machine translation."""
 from __future__ import annotations
 
-from operators import subtitles
+from operators import languages, subtitles
 from operators.backends import load_translator
+from operators.backends.apertium import install_hint
 from operators.base import Operator, Resources, RowError, SkipRow, add_model, require_binary
+from operators.config import TranslateConfig
 from operators.schema import RESULT
 
 
@@ -14,7 +16,7 @@ class NoTranslationRoute(RowError):
 class Translate(Operator):
     name = "translate"
     reads = ("segments", "source_lang", "lang", "translations")
-    writes = ("segments.target_text",)
+    writes = ("segments.target_text", "translation_route")
     resources = Resources(num_cpus=1, pool=(1, 2))
     output_schema = RESULT
 
@@ -40,14 +42,15 @@ class Translate(Operator):
             row["models"] = list(row.get("models") or []) + [
                 {"stage": self.name, "name": "catalog-subtitles", "version": "",
                  "license": "the catalog's own (no model)", "source": sidecar}]
-        elif self.backend is not None and self.backend.supports(src, tgt):
-            texts = self.backend.translate([s["source_text"] for s in segments], src, tgt)
-            add_model(row, self.name, self.backend.model_info(src, tgt))
+            row["translation_route"] = ["subtitles"]
         else:
-            have = ", ".join(f"{a}->{b}" for a, b in self.backend.routes()) if self.backend else "none"
-            raise NoTranslationRoute(
-                f"no translation route {src}->{tgt}: the catalog has no subtitles_uri_{tgt} for this video "
-                f"and the {self.config.translate.backend!r} backend translates only {have}")
+            steps = self.backend.route(src, tgt) if self.backend is not None else []
+            if not steps:
+                raise NoTranslationRoute(self._no_route(src, tgt))
+            texts = self.backend.translate([s["source_text"] for s in segments], src, tgt)
+            for a, b in steps:   # a pivot is two models, each with its own version and licence
+                add_model(row, self.name, self.backend.model_info(a, b))
+            row["translation_route"] = [f"{a}-{b}" for a, b in steps]
         if len(texts) != len(segments):
             raise RuntimeError(f"translation returned {len(texts)} texts for {len(segments)} segments")
         row["segments"] = [{**s, "target_text": t.strip(), "notes": [*(s.get("notes") or []), *n]}
@@ -55,3 +58,23 @@ class Translate(Operator):
         if not any(s["target_text"] for s in row["segments"]):
             raise SkipRow("the translation is empty for every segment")
         return row
+
+    def _no_route(self, src: str, tgt: str) -> str:
+        """Why there is no route, and what would give one."""
+        backend = self.config.translate.backend
+        fixes = [f"add a subtitles_uri_{tgt} column to the catalog"]
+        if self.backend is None:
+            why = f"machine translation is off (translate.backend = {backend!r})"
+        else:
+            pivots = self.config.translate.pivot_langs
+            into = sorted({b for a, b in self.backend.routes() if languages.base(a) == languages.base(src)})
+            why = (f"the {backend!r} backend translates {src} only into {', '.join(into) or 'nothing'} "
+                   f"(pivots: {', '.join(pivots) or 'none allowed'})")
+            if backend == "apertium":
+                # The default pivots too: a pivot left out of the config may be all that is missing.
+                candidates = list(dict.fromkeys([*pivots, *TranslateConfig().pivot_langs]))
+                hint = install_hint(src, tgt, self.backend.routes(), candidates)
+                fixes.append(f"apt-get {hint}" if hint.startswith("install ") else
+                             hint if hint.startswith("allow ") else f"({hint})")
+        return (f"no translation route {src}->{tgt}: the catalog has no subtitles_uri_{tgt} for this video and "
+                f"{why}. To dub {tgt}: {'; or '.join(fixes)}")

@@ -5,7 +5,7 @@ import argparse
 import logging
 import sys
 
-from operators import uri as uris
+from operators import languages, uri as uris
 from operators.base import MissingDependency
 from operators.catalog import CatalogError, load_catalog, parse_langs
 from operators.config import Config, ConfigError, defaults_toml
@@ -26,9 +26,16 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("config", help="print the default configuration (TOML), or check a file")
     c.add_argument("--check", metavar="FILE", help="validate FILE and print the merged result")
 
-    v = sub.add_parser("validate", help="check a catalog without running anything")
+    v = sub.add_parser("validate", help="check a catalog without running anything; print each pair's route")
     v.add_argument("--catalog", required=True)
     v.add_argument("--langs")
+    v.add_argument("--config", help="TOML config file (its translate, asr and tts settings decide the routes)")
+
+    g = sub.add_parser("languages", help="every language raydub can dub into, and how: ASR, MT and TTS routes, "
+                                         "offline and production")
+    g.add_argument("--source", default="en", help="source language of the routes (default: en)")
+    g.add_argument("--config", help="TOML config file (its translate, asr and tts settings decide the routes)")
+    g.add_argument("--offline", action="store_true", help="only the languages dubbed offline with no subtitles")
 
     q = sub.add_parser("report", help="quality report of OUT: summary and what needs review; an HTML file")
     q.add_argument("out", help="the output folder of a run, local or s3://")
@@ -55,9 +62,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(defaults_toml(), end="")
             return 0
         if args.command == "validate":
+            config = Config.load(args.config)
             table = load_catalog(args.catalog, default_langs=parse_langs(args.langs))
             pairs = sum(len(x) for x in table.column("target_langs").to_pylist())
             print(f"{uris.redacted(args.catalog)}: ok, {table.num_rows} videos, {pairs} (video, language) pairs")
+            _print_pair_routes(table.to_pylist(), config)
+            return 0
+        if args.command == "languages":
+            _print_languages(Config.load(args.config), languages.normalize(args.source), args.offline)
             return 0
         if args.command == "report":
             return _report(args)
@@ -65,6 +77,60 @@ def main(argv: list[str] | None = None) -> int:
     except (CatalogError, ConfigError, MissingDependency) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def _mt_label(route) -> str:
+    if route.mt in ("direct", "pivot"):
+        return f"{', '.join(route.mt_steps)} ({route.mt})"
+    return route.mt
+
+
+def _print_languages(config: Config, source: str, offline_only: bool) -> None:
+    from operators.routes import RouteTable
+
+    routes = RouteTable(config)
+    rows = [r for r in routes.table(source) if r.offline or not offline_only]
+    header = ("lang", "name", "MT (offline = production)", "ASR offline / production", "TTS offline / production",
+              "non-commercial", "machine translation would need")
+    lines = [header]
+    for r in rows:
+        lines.append((r.lang, r.name, _mt_label(r), f"{r.asr_offline or 'none'} / {r.asr_production or 'none'}",
+                      f"{r.tts_offline or 'none'} / {r.tts_production or 'none'}",
+                      ", ".join(r.non_commercial) or "none", r.mt_hint))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    print(f"Dubbing from {source}: {sum(r.offline for r in rows)} languages offline (this machine, no network, "
+          f"no subtitles needed), {len(rows)} listed.")
+    for line in lines:
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths)) + "  " + line[-1])
+    unspoken = routes.unspoken(source)
+    if unspoken and not offline_only:
+        print("\nTranslated to, but nothing here speaks them (no espeak-ng or Piper voice): "
+              + "; ".join(f"{r.lang} ({', '.join(r.mt_steps)})" for r in unspoken))
+    print("\nMT: the catalog's subtitles_uri_<lang> always come first; a pivot chains two Apertium pairs and is "
+          "flagged for review (review.flag_pivoted). ASR none: the dub is not transcribed back (no WER/CER). "
+          "Piper voices other than en_US-joe download from rhasspy/piper-voices: each voice's licence is in its "
+          "MODEL_CARD.")
+
+
+def _print_pair_routes(rows: list[dict], config: Config) -> None:
+    """Per catalog row and language, the route a run will take."""
+    from operators.routes import RouteTable
+
+    routes = RouteTable(config)
+    for row in rows:
+        source = row.get("source_lang")
+        where = f"source {source}" if source else "source detected at run time; routes shown from en"
+        print(f"row {row['catalog_row']} {row['video_id']} ({where}):")
+        subtitled = {t["lang"] for t in row.get("translations") or []}
+        for lang in row["target_langs"]:
+            r = routes.route(lang, source or "en")
+            if lang in subtitled:
+                mt = f"subtitles_uri_{lang}"
+            elif r.mt == "subtitles only":
+                mt = f"NO ROUTE, will fail: add subtitles_uri_{lang}; {r.mt_hint}"
+            else:
+                mt = _mt_label(r)
+            print(f"  {lang}: MT {mt}; TTS {r.tts_offline or 'none'}; back-transcription {r.asr_offline or 'none'}")
 
 
 def _report(args) -> int:

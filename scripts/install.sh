@@ -7,7 +7,12 @@ need=()
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
 command -v espeak-ng >/dev/null || need+=(espeak-ng)
 command -v apertium >/dev/null || need+=(apertium)
-[ -e /usr/share/apertium/modes/eng-spa.mode ] || need+=(apertium-en-es)
+# Apertium pairs (mode file -> Debian package): English to Spanish and Catalan directly, and from Spanish to
+# Portuguese, Italian and French, which raydub reaches from English through Spanish (a pivot).
+for pair in eng-spa:apertium-eng-spa eng-cat:apertium-eng-cat es-pt:apertium-es-pt spa-ita:apertium-spa-ita \
+            es-fr:apertium-fr-es; do
+  [ -e "/usr/share/apertium/modes/${pair%%:*}.mode" ] || need+=("${pair#*:}")
+done
 # the font of the burned-in disclosure label (disclosure.burn_in)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then

@@ -60,7 +60,7 @@ def demo_out(tmp_path_factory, ray_local) -> str:
     catalog = build(root / "demo", log=lambda *a: None)
     out = str(root / "out")
     summary = run(str(catalog), out, config=small_config())
-    assert summary.counts["es"]["ok"] == summary.counts["de"]["ok"] == 3, summary.counts
+    assert summary.counts["es"]["ok"] == summary.counts["de"]["ok"] == summary.counts["pt"]["ok"] == 3, summary.counts
     return out
 
 

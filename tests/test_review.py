@@ -64,3 +64,15 @@ def test_thresholds_come_from_config():
     assert review.apply(good(wer=1.0), loose)["needs_review"] is False
     no_face = good(lip_status="unchanged", lip_reason="3 lines: no face on screen", face_coverage=0.0)
     assert review.apply(no_face, CFG)["needs_review"] is False
+
+
+def test_pivoted_translations_are_flagged_unless_turned_off():
+    pivoted = good(translation_route=["en-es", "es-pt"])
+    assert review.apply(pivoted, CFG)["review_reasons"] == [
+        "translation: through a pivot language (en-es, then es-pt): two rule-based pairs chained, "
+        "their errors add up"]
+    # a direct pair or the catalog's subtitles are not a pivot
+    assert review.apply(good(translation_route=["en-es"]), CFG)["needs_review"] is False
+    assert review.apply(good(translation_route=["subtitles"]), CFG)["needs_review"] is False
+    off = Config.from_dict({"review": {"flag_pivoted": False}})
+    assert review.apply(pivoted, off)["needs_review"] is False

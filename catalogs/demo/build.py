@@ -55,7 +55,8 @@ class Clip:
     duration_s: float
     background: str | None
     lines: tuple[Line, ...]
-    target_langs: tuple[str, ...] = ("es", "de")
+    # pt: Apertium reaches it from English through Spanish (en-es, then es-pt)
+    target_langs: tuple[str, ...] = ("es", "de", "pt")
     source_lang: str | None = None
     source_subtitles: str | None = None          # extension of the English sidecar, None = no sidecar
     translated_subtitles: dict[str, str] = field(default_factory=dict)   # lang -> extension
@@ -140,7 +141,7 @@ def _rows() -> list[dict]:
         if clip.source_lang:
             row["source_lang"] = clip.source_lang
         rows.append(row)
-    rows.append({"video_id": BROKEN_ID, "uri": f"{BROKEN_ID}.mp4", "target_langs": ["es", "de"]})
+    rows.append({"video_id": BROKEN_ID, "uri": f"{BROKEN_ID}.mp4", "target_langs": ["es", "de", "pt"]})
     return rows
 
 

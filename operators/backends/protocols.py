@@ -41,6 +41,10 @@ class Transcription:
     speech_spans: tuple[tuple[float, float], ...] = ()
 
 
+class UnsupportedLanguage(ValueError):
+    """The model cannot handle this language at all (not a failure of one input)."""
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What the manifest records about a model that produced a result."""
@@ -75,7 +79,13 @@ class TranslationBackend(Protocol):
     def model_info(self, source_lang: str, target_lang: str) -> ModelInfo: ...
 
     def routes(self) -> list[tuple[str, str]]:
-        """The (source, target) pairs this backend can translate, for error messages."""
+        """The (source, target) pairs this backend translates directly, for error messages."""
+
+    def route(self, source_lang: str, target_lang: str) -> list[tuple[str, str]]:
+        """The pairs a translation goes through, in order: one (direct), more (through a pivot), none.
+
+        Each step is a pair of `routes()`; `model_info` takes one step.
+        """
 
 
 @runtime_checkable

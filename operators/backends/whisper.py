@@ -5,7 +5,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from operators import languages
-from operators.backends.protocols import ModelInfo, SpeechSegment, Transcription, Word
+from operators.backends.protocols import ModelInfo, SpeechSegment, Transcription, UnsupportedLanguage, Word
 from operators.config import ASRConfig
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ class FasterWhisperASR:
         for candidate in (code, languages.base(code), {"nb": "no"}.get(languages.base(code))):
             if candidate in _LANGUAGE_CODES:
                 return candidate
-        raise ValueError(f"Whisper does not know language {language!r}")
+        raise UnsupportedLanguage(f"Whisper does not know language {language!r}")
 
     # --- ASRBackend --------------------------------------------------------------
 
