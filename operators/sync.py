@@ -27,7 +27,7 @@ from operators.backends.protocols import FaceBox
 from operators.base import Operator, Resources
 from operators.lip_model import frames_in, landmarks_by_frame, line_span_s, segment_sync, track_series
 from operators.media import frames
-from operators.render import dub_speech_16k
+from operators.plan_lips import dub_speech_16k
 from operators.schema import RESULT
 from operators.faces_file import load as load_faces_file
 from operators.track_faces import smooth
@@ -59,8 +59,14 @@ class ScoreSync(Operator):
         max_offset = self.config.score.sync_max_offset_frames
         faces = load_faces_file(row["faces_uri"])
         times = faces["frame_times_s"]
-        speech = dub_speech_16k(segments, max(row["duration_s"], float(times[-1])))
-        envelope = lipsync.speech_envelope_db(speech, times, lipsync.frame_window_s(times, row["fps"]))
+        # The dub's envelope where lines are scored, from the dub speech around each line only.
+        window_s = lipsync.frame_window_s(times, row["fps"])
+        envelope = np.full(len(times), lipsync.ENVELOPE_FLOOR_DB)
+        for s in scored:
+            t0, t1 = s["placed_start_s"] - 1.0, s["placed_end_s"] + 1.0
+            speech, origin_s = dub_speech_16k(segments, t0, t1)
+            idx = frames_in(times, max(0.0, t0), t1)
+            envelope[idx] = lipsync.speech_envelope_db(speech, times[idx] - origin_s, window_s)
 
         # Which frames to measure, on which track: each line's dub time and source time, widened by the search.
         wanted: dict[int, int] = {}

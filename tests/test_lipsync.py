@@ -4,7 +4,7 @@ import pytest
 
 from operators import face_geometry as geometry
 from operators import lipsync
-from operators.render import chunk_bounds, crossfade_chunks, edge_ramp
+from operators.plan_lips import chunk_bounds, crossfade_chunks, edge_ramp
 
 
 def test_envelope_is_rms_in_dbfs():
