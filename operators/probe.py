@@ -36,8 +36,8 @@ class ProbeMedia(Operator):
             p = probe(path, row.get("audio_track"), row.get("source_lang"))
             limit_s = self.config.shards.max_video_s
             if p.duration_s > limit_s:
-                raise MediaError(f"the video is {p.duration_s / 60:.1f} minutes long, over the limit of "
-                                 f"{limit_s / 60:.1f} (shards.max_video_s)")
+                raise MediaError(f"the video is {_clock(p.duration_s)} long, over the limit of {_clock(limit_s)} "
+                                 f"(shards.max_video_s)")
             check_complete(path)
             # Once per video, not per language: every output's C2PA manifest cites the source by this hash.
             source_sha256 = provenance.file_sha256(path)
@@ -100,3 +100,8 @@ def _align_filter(offset_s: float, sample_rate_hz: int) -> str:
     if offset_s < 0 and shift:
         return f"asetpts=PTS-STARTPTS,atrim=start_sample={shift},asetpts=PTS-STARTPTS"
     return "asetpts=PTS-STARTPTS"
+
+
+def _clock(seconds: float) -> str:
+    """h:mm:ss.s"""
+    return f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{seconds % 60:04.1f}"

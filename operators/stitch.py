@@ -7,8 +7,9 @@ the joined picture has the source's frame count and frame times. The mouth
 shapes on both sides of a join come from one plan (operators/plan_lips.py),
 so a join inside a shot does not show.
 
-A shard whose render failed fails its (video, language) with the shard's
-time range named; the other languages and videos go on.
+A shard whose render failed (its frames do not decode, say) leaves the
+whole picture as the source's, lips unchanged, with the shard's time range
+and the reason in `lip_reason`: the dub itself is still delivered.
 """
 from __future__ import annotations
 
@@ -50,10 +51,17 @@ class Stitch(Operator):
         timings = _summed(list(first.get("timings") or []) + [t for r in rows[1:] for t in r.get("timings") or []
                                                               if t["stage"] == "render"])
         if broken:
+            # The picture of that stretch could not be drawn (its frames do not decode, say): the
+            # dub keeps the source's picture throughout, its lips as they were, and says why.
             k = broken[0]["shard_index"]
             shard = first["shards"][k]
-            row = {**broken[0], "timings": timings, "error": (
-                f"shard {k} ({shard['start_s']:.2f}-{shard['end_s']:.2f} s): {broken[0]['error']}")}
+            why = (f"the re-rendered picture failed in shard {k} ({shard['start_s']:.2f}-{shard['end_s']:.2f} s) "
+                   f"at {broken[0]['error_stage']}: {broken[0]['error']}; the source's picture is kept")
+            ok = next((r for r in rows if r["status"] not in (FAILED, SKIPPED)), None)
+            base = ok if ok is not None else {**broken[0], "status": None, "error_stage": None, "error": None}
+            row = {**base, "timings": timings, "rendered_video_uri": None, "lip_status": "unchanged",
+                   "lip_reason": why, "frames_rerendered": 0, "share_rerendered": 0.0,
+                   "segments": [{**seg, "lip_frames_rendered": 0} for seg in base["segments"] or []]}
         else:
             try:
                 row = {**first, "rendered_video_uri": self._stitched(rows), "timings": timings}

@@ -111,3 +111,18 @@ def test_quiet_spans_find_the_pauses_between_words(tmp_path):
     sf.write(path, audio.astype(np.float32), rate)
     spans = quiet_spans(path, min_gap_s=0.3, block_s=1.0)          # blocks smaller than the file
     assert [(round(a, 2), round(b, 2)) for a, b in spans] == [(0.0, 1.0), (3.0, 3.5), (9.0, 10.0)]
+
+
+def test_a_video_over_the_length_limit_is_refused_with_its_length(tmp_path):
+    from catalogs import dummies
+    from operators.config import Config
+    from operators.probe import ProbeMedia
+    from operators.schema import CATALOG, conform
+
+    dummies.still_video(dummies.portrait(), str(tmp_path / "v.mp4"), 3.0, audio_wav=None)
+    config = Config.from_dict({"shards": {"max_video_s": 2.0, "min_s": 0.5, "target_s": 1.0, "max_s": 2.0,
+                                          "overlap_s": 0.1}})
+    op = ProbeMedia(config, str(tmp_path / "work"), str(tmp_path / "out"))
+    [row] = op(conform([{"video_id": "v", "uri": str(tmp_path / "v.mp4")}], CATALOG)).to_pylist()
+    assert row["status"] == "failed" and row["error_stage"] == "probe"
+    assert row["error"] == "MediaError: the video is 0:00:03.0 long, over the limit of 0:00:02.0 (shards.max_video_s)"
