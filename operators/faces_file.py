@@ -32,6 +32,8 @@ import numpy as np
 from operators import uri as uris
 
 SAMPLE_KEYS = ("sample_track", "sample_frame", "landmarks")
+# Mouth crops of one track read from all its parts together, at most.
+MAX_CROPS_LOADED = 600
 MARGIN_KEYS = ("margin_track", "margin_frame", "margin_landmarks")
 
 
@@ -100,8 +102,12 @@ def load(faces_uri: str, with_crops: bool = True, crops_of: set[int] | None = No
         for key in part:
             if key.startswith("crops_"):
                 tid = int(key.removeprefix("crops_"))
+                # A face on screen for a whole film would bring every shard's crops: each part gives
+                # an even share of MAX_CROPS_LOADED, so the bank stays bounded (the renderer keeps
+                # fewer still, spread over the mouth's openings).
+                keep = _evenly(len(part[key]), -(-MAX_CROPS_LOADED // len(index["parts"])))
                 crops.setdefault(same.get(tid, tid), []).append(
-                    (part[key], part[f"crop_frame_{tid}"], part[f"crop_origin_{tid}"]))
+                    (part[key][keep], part[f"crop_frame_{tid}"][keep], part[f"crop_origin_{tid}"][keep]))
     out: dict = {"frame_times_s": times_pts - times_pts[0]}
     for k in SAMPLE_KEYS:
         out[k] = np.concatenate(samples[k]) if samples[k] else np.zeros((0, 68, 2) if k == "landmarks" else 0)
@@ -114,3 +120,10 @@ def load(faces_uri: str, with_crops: bool = True, crops_of: set[int] | None = No
         out[f"crop_frame_{tid}"] = np.concatenate([p[1] for p in pieces])
         out[f"crop_origin_{tid}"] = np.concatenate([p[2] for p in pieces])
     return out
+
+
+def _evenly(n: int, most: int) -> np.ndarray:
+    """Indices of at most `most` of n items, evenly spread (all of them when n <= most)."""
+    if n <= most:
+        return np.arange(n)
+    return np.linspace(0, n - 1, most).round().astype(np.int64)

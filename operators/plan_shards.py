@@ -32,10 +32,10 @@ from operators.media import frame_times
 from operators.schema import OK, VIDEO
 
 FRAME_S = 0.02
-# Quiet means this far above the recording's own floor (its 5th-percentile frame), and well below its
-# speech (its 95th): a gap between words in dialogue over music still counts, room tone does not speak.
+# Quiet means at most this far above the recording's own floor (its 5th-percentile frame), and below
+# half way (in dB) from the floor to its speech (its 95th): a gap between words over music or hum
+# counts, room tone does not speak.
 QUIET_ABOVE_FLOOR_DB = 10.0
-QUIET_BELOW_SPEECH_DB = 15.0
 
 VIDEO_START = "video start"
 CUT_IN_GAP = "shot cut in a speech gap"
@@ -68,7 +68,7 @@ def quiet_spans(asr_audio_path: str, min_gap_s: float, block_s: float = 60.0) ->
         return []
     db = np.concatenate(levels)
     floor, speech = np.percentile(db, 5), np.percentile(db, 95)
-    threshold = min(floor + QUIET_ABOVE_FLOOR_DB, speech - QUIET_BELOW_SPEECH_DB)
+    threshold = min(floor + QUIET_ABOVE_FLOOR_DB, (floor + speech) / 2)
     quiet = np.concatenate([[False], db < threshold, [False]])
     edges = np.flatnonzero(np.diff(quiet.astype(np.int8)))
     spans = [(a * FRAME_S, b * FRAME_S) for a, b in zip(edges[::2], edges[1::2])]

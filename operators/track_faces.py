@@ -194,11 +194,22 @@ class TrackFaces(Operator):
         return kept, ended, next_id
 
 
+def crop_side(landmarks: np.ndarray) -> int:
+    """Side of a track's square mouth crops: 1.6 eye distances (a wide-open mouth fits), rounded up to
+    a step of a geometric scale (2^(1/4) apart).
+
+    Fixed per track, so its crops stack into one array; and taken from the face's size, not from
+    its mouth at the first frame, so two shards that each see part of a track (a cut inside a
+    shot) keep crops of the same size, and render alike.
+    """
+    side = 1.6 * float(geometry.face_scale(landmarks))
+    return int(2 * np.ceil(2 ** (np.ceil(4 * np.log2(max(side, 8.0))) / 4) / 2))
+
+
 def _keep_crop(track: _Track, image: np.ndarray, lm: np.ndarray, frame_index: int) -> None:
     x0, y0, x1, y1 = geometry.mouth_box(lm)
     if track.crop_size is None:
-        # Fixed per track (the first mouth box, grown by half), so all crops stack into one array.
-        track.crop_size = (int(1.5 * (y1 - y0)) // 2 * 2, int(1.5 * (x1 - x0)) // 2 * 2)
+        track.crop_size = (crop_side(lm),) * 2
     h, w = track.crop_size
     if h > image.shape[0] or w > image.shape[1]:
         return

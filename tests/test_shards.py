@@ -1,7 +1,7 @@
 """One video dubbed as one shard and as four: the joins must not show.
 
 The video has two shots (a cut at 12 s) and a face that drifts across the
-picture while it speaks; with shards of 3-5.5 s it is cut inside the first shot,
+picture while it speaks; with shards of 3-5.5 s (4 s preferred) it is cut inside the first shot,
 at the shot cut, and inside the second shot. Lines come from the catalog's
 subtitles, so both runs dub the same lines and any difference is the shards'.
 """
@@ -24,7 +24,7 @@ from tests.conftest import small_config
 LINES = [(0.4, "The house is red."), (2.6, "I drink coffee every morning."), (5.6, "The dog sleeps in the garden."),
          (8.4, "We walk to the market."), (12.5, "The book is on the table."), (15.3, "My brother plays the guitar.")]
 SHOT_CUT_S = 12.0
-SMALL_SHARDS = {"min_s": 3.0, "target_s": 4.5, "max_s": 5.5, "overlap_s": 0.5}
+SMALL_SHARDS = {"min_s": 3.0, "target_s": 4.0, "max_s": 5.5, "overlap_s": 0.5}
 # Frames this far from a join are rendered from the same landmarks either way (the margin, the
 # landmark smoothing window and the next detection that re-anchors the track).
 NEAR_JOIN_FRAMES = 20
