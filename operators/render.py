@@ -50,8 +50,10 @@ class Span:
 
 
 def load_lip_models(lip_models_uri: str) -> dict[int, lipsync.LipModel]:
+    """Track id -> its speaker's lip model (one model, learnt from all that person's tracks, serves each)."""
     with np.load(io.BytesIO(uris.read_bytes(lip_models_uri))) as data:
-        return {int(t): lipsync.LipModel.from_arrays(data, f"t{int(t)}_") for t in data["track_ids"]}
+        models = {int(s): lipsync.LipModel.from_arrays(data, f"s{int(s)}_") for s in data["speaker_ids"]}
+        return {int(t): models[int(s)] for t, s in zip(data["track_ids"], data["track_speaker_ids"])}
 
 
 def dub_speech_16k(segments: list[dict], duration_s: float) -> np.ndarray:
@@ -220,6 +222,8 @@ class RenderLips(Operator):
                 for f, shape in zip(sp.frames.tolist(), shapes):
                     targets[f] = (tid, geometry.lips_in_image(lm_by_frame[f], shape))
 
+        # A renderer per track, not per speaker: it fills the mouth from crops of the same shot, whose
+        # light, size and angle match; the speaker's other shots would be worse material.
         renderers = {tid: self._prepared_renderer(faces, tid) for tid in {t for t, _ in targets.values()}}
         fmt = formats.choose(row["video_codec"], row["pixel_format"], row["width"], row["height"],
                              self.config.output, rerendered=True)
