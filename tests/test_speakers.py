@@ -22,7 +22,7 @@ def _unit(v):
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
-def _people(n_people, dims=16, seed=0):
+def _people(n_people, dims=16):
     """Orthogonal identities: any two people are sqrt(2) apart."""
     return np.eye(dims)[:n_people]
 
