@@ -10,12 +10,19 @@ Each shard's face tracking writes a part (npz) with the frames it owns:
   margin_track, margin_frame, margin_landmarks
                                 the same for frames past the shard's edges (cuts inside a shot),
                                 where the neighbouring shard owns the frames: used only to join tracks
+  embedding_track (T,)          tracks with an identity embedding (a backend that cannot embed: none)
+  embeddings (T, D)             each one's mean L2-normalised embedding over the frames sampled, normalised
+  embedding_frames (T,)         how many frames that mean is of (to weigh pieces of a joined track)
+  same_identity_distance ()     the embedding model's own threshold: two embeddings closer are one
+                                person (NaN without embeddings)
 
 The merge writes the video's faces file, a small JSON index of the parts (in
-frame order) and of the tracks it joined across cuts inside a shot:
+frame order), of the tracks it joined across cuts inside a shot, and of the
+speaker (face identity across shots) of each track:
 
   {"frame_times_uri": uri, "parts": [uri, ...],
-   "same_track": {"<track id>": <the id it continues>, ...}}
+   "same_track": {"<track id>": <the id it continues>, ...},
+   "speaker_of_track": {"<track id>": <speaker id>, ...}}
 
 `load` reads either (a part alone, as tests and old work dirs have it) and
 returns the whole video's arrays, keyed as in a part, with joined tracks under
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -35,11 +43,19 @@ SAMPLE_KEYS = ("sample_track", "sample_frame", "landmarks")
 # Mouth crops of one track read from all its parts together, at most.
 MAX_CROPS_LOADED = 600
 MARGIN_KEYS = ("margin_track", "margin_frame", "margin_landmarks")
+EMBEDDING_KEYS = ("embedding_track", "embeddings", "embedding_frames", "same_identity_distance")
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """One part's track identities: track id -> (mean embedding, frames it is the mean of)."""
+    by_track: dict[int, tuple[np.ndarray, int]]
+    same_identity_distance: float | None
 
 
 def write_part(faces_uri: str, times_s: np.ndarray, samples: dict[str, np.ndarray],
                crops: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]],
-               margins: dict[str, np.ndarray] | None = None) -> None:
+               margins: dict[str, np.ndarray] | None = None, embeddings: Embeddings | None = None) -> None:
     """samples: SAMPLE_KEYS arrays; crops: track -> (crops, frames, origins); margins: MARGIN_KEYS arrays."""
     arrays: dict[str, np.ndarray] = {"frame_times_s": np.asarray(times_s, dtype=np.float64)}
     arrays["sample_track"] = np.asarray(samples["sample_track"], dtype=np.int32)
@@ -53,6 +69,14 @@ def write_part(faces_uri: str, times_s: np.ndarray, samples: dict[str, np.ndarra
     arrays["margin_track"] = np.asarray(margins["margin_track"], dtype=np.int32)
     arrays["margin_frame"] = np.asarray(margins["margin_frame"], dtype=np.int64)
     arrays["margin_landmarks"] = np.asarray(margins["margin_landmarks"], dtype=np.float32).reshape(-1, 68, 2)
+    embeddings = embeddings or Embeddings({}, None)
+    tracks = sorted(embeddings.by_track)
+    arrays["embedding_track"] = np.array(tracks, dtype=np.int32)
+    arrays["embeddings"] = (np.array([embeddings.by_track[t][0] for t in tracks], dtype=np.float32)
+                            if tracks else np.zeros((0, 0), np.float32))
+    arrays["embedding_frames"] = np.array([embeddings.by_track[t][1] for t in tracks], dtype=np.int32)
+    arrays["same_identity_distance"] = np.float64(
+        np.nan if embeddings.same_identity_distance is None else embeddings.same_identity_distance)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     uris.write_bytes(faces_uri, buffer.getvalue())
@@ -73,10 +97,32 @@ def read_part(faces_uri: str, keys: tuple[str, ...] | None = None, crops_of: set
         return {k: data[k] for k in data.files if wanted(k)}
 
 
-def write_index(faces_uri: str, frame_times_uri: str, parts: list[str], same_track: dict[int, int]) -> None:
-    """The video's faces file: its frame times (every frame, whether a part covers it or not) and parts."""
-    uris.write_bytes(faces_uri, json.dumps({"frame_times_uri": frame_times_uri, "parts": parts,
-                                            "same_track": {str(k): v for k, v in same_track.items()}}).encode())
+def read_embeddings(faces_uri: str) -> Embeddings:
+    """A part's track identities (none in a part written before they were kept)."""
+    part = read_part(faces_uri, EMBEDDING_KEYS)
+    if "embedding_track" not in part or not len(part["embedding_track"]):
+        return Embeddings({}, None)
+    by_track = {int(t): (e.astype(np.float64), int(n))
+                for t, e, n in zip(part["embedding_track"], part["embeddings"], part["embedding_frames"])}
+    return Embeddings(by_track, float(part["same_identity_distance"]))
+
+
+def write_index(faces_uri: str, frame_times_uri: str, parts: list[str], same_track: dict[int, int],
+                speaker_of_track: dict[int, int] | None = None) -> None:
+    """The video's faces file: its frame times (every frame, whether a part covers it or not), parts,
+    joined tracks and each (joined) track's speaker."""
+    uris.write_bytes(faces_uri, json.dumps({
+        "frame_times_uri": frame_times_uri, "parts": parts,
+        "same_track": {str(k): v for k, v in same_track.items()},
+        "speaker_of_track": {str(k): v for k, v in (speaker_of_track or {}).items()}}).encode())
+
+
+def speaker_of_track(faces_uri: str) -> dict[int, int]:
+    """Track id -> speaker id, as the merge wrote it; empty for a part alone (no speakers known)."""
+    if not faces_uri.endswith(".json"):
+        return {}
+    index = json.loads(uris.read_bytes(faces_uri))
+    return {int(k): int(v) for k, v in index.get("speaker_of_track", {}).items()}
 
 
 def load(faces_uri: str, with_crops: bool = True, crops_of: set[int] | None = None) -> dict[str, np.ndarray]:

@@ -6,10 +6,13 @@ speech envelope best is its speaker, if it follows it well enough
 off screen gets no speaker and its picture is left alone. Lines whose
 lips cannot be re-rendered get the reason in `segments.lip_reason`.
 
-Each speaker then gets a lip model fit on their own footage: audio
-features of the source speech -> their lip shape (see `lipsync.LipModel`).
-Its held-out fit and the source's own sync score (mouth vs audio, the
-reference the dub is compared with) go into the manifest.
+Each speaker, a person as the merge recognised them across shots
+(`face_tracks.speaker_id`), then gets one lip model fit on the footage of all
+their tracks: audio features of the source speech -> their lip shape (see
+`lipsync.LipModel`). A line's speaker stays a track (the face on screen, its
+landmarks and pixels); its model is its person's. The held-out fit per
+speaker and the source's own sync score (mouth vs audio, the reference the
+dub is compared with) go into the manifest.
 """
 from __future__ import annotations
 
@@ -55,6 +58,17 @@ def opening_by_frame(faces: dict[str, np.ndarray], track_id: int) -> np.ndarray:
     return out
 
 
+def speaker_of_tracks(tracks: list[dict]) -> dict[int, int]:
+    """Track id -> speaker id (`face_tracks.speaker_id`, set by the merge); a track without one
+    (a row from before speakers were recognised) is a speaker of its own."""
+    out = {t["track_id"]: t["speaker_id"] for t in tracks if t.get("speaker_id") is not None}
+    next_id = max(out.values(), default=-1) + 1
+    for t in tracks:
+        if t["track_id"] not in out:
+            out[t["track_id"]], next_id = next_id, next_id + 1
+    return out
+
+
 def frames_in(times_s: np.ndarray, start_s: float, end_s: float) -> np.ndarray:
     return np.flatnonzero((times_s >= start_s) & (times_s < end_s))
 
@@ -82,9 +96,9 @@ def segment_sync(opening: np.ndarray, envelope: np.ndarray, frame_idx: np.ndarra
 class FitLipModel(Operator):
     name = "lip_model"
     reads = ("faces_uri", "face_tracks", "asr_audio_uri", "segments")
-    writes = ("segments.speaker_track_id", "segments.lip_reason", "segments.source_sync_offset_frames",
-              "segments.source_sync_confidence", "lip_models_uri", "lip_model_r2",
-              "source_sync_offset_frames", "source_sync_confidence")
+    writes = ("segments.speaker_track_id", "segments.speaker_id", "segments.lip_reason",
+              "segments.source_sync_offset_frames", "segments.source_sync_confidence", "lip_models_uri",
+              "lip_model_r2", "speakers", "source_sync_offset_frames", "source_sync_confidence")
     resources = Resources(num_cpus=1)
     output_schema = VIDEO
 
@@ -104,36 +118,39 @@ class FitLipModel(Operator):
             if not seg.get("lip_reason"):          # set by the merge where a shard's face analysis failed
                 seg.update(self._speaker(seg, times, envelope, tracks, openings))
 
-        speakers = sorted({s["speaker_track_id"] for s in segments if s.get("speaker_track_id") is not None})
+        speaker_of = speaker_of_tracks(row["face_tracks"] or [])
+        for seg in segments:
+            tid = seg.get("speaker_track_id")
+            seg["speaker_id"] = speaker_of[tid] if tid is not None else None
+        speaking = sorted({s["speaker_id"] for s in segments if s.get("speaker_id") is not None})
         features = lipsync.AudioFeatures(speech, cfg.context_s)
         models, arrays = {}, {}
-        for tid in speakers:
-            track_frames, landmarks = track_series(faces, tid)
-            # Learn from this speaker's own lines and from silence, not from while someone
-            # else speaks: their mouth is shut then, whatever the audio says.
-            others = [(s["start_s"], s["end_s"]) for s in segments if s.get("speaker_track_id") != tid]
-            own = ~lipsync.within(times[track_frames], others)
-            track_frames, landmarks = track_frames[own], landmarks[own]
+        for sid in speaking:
+            track_frames, landmarks = self._footage(faces, segments, sorted(
+                (t for t in tracks.values() if speaker_of[t["track_id"]] == sid),
+                key=lambda t: (t["start_frame"], t["track_id"])))
             if len(track_frames) < cfg.min_model_frames:
                 continue
             lips = np.array([geometry.lips_in_face_frame(lm) for lm in landmarks])
             # Speech is where the lines are: a level gate cannot tell a quiet voice from a loud background.
             gate = lipsync.within(times[track_frames], [(s["start_s"], s["end_s"]) for s in segments])
             x = lipsync.normalise_per_track(features.at(times[track_frames]), gate)
-            models[tid] = lipsync.fit_lip_model(tid, x, lips, gate, cfg.ridge_alpha)
-            arrays.update(models[tid].to_arrays(f"t{tid}_"))
+            models[sid] = lipsync.fit_lip_model(sid, x, lips, gate, cfg.ridge_alpha)
+            arrays.update(models[sid].to_arrays(f"s{sid}_"))
         for seg in segments:
-            tid = seg.get("speaker_track_id")
-            if tid is not None and tid not in models:
-                seg.update(speaker_track_id=None, lip_reason=(
+            if seg.get("speaker_id") is not None and seg["speaker_id"] not in models:
+                seg.update(speaker_track_id=None, speaker_id=None, lip_reason=(
                     f"too little footage of the speaker to learn their mouth (< {cfg.min_model_frames} frames "
                     "of their lines and silence)"))
 
         lip_models_uri = None
         if models:
             lip_models_uri = paths.video_work(self.work_dir, row["video_id"], "lip_models.npz")
+            modelled = sorted(tid for tid, sid in speaker_of.items() if sid in models)
             buffer = io.BytesIO()
-            np.savez(buffer, track_ids=np.array(sorted(models), dtype=np.int32), **arrays)
+            np.savez(buffer, speaker_ids=np.array(sorted(models), dtype=np.int32),
+                     track_ids=np.array(modelled, dtype=np.int32),
+                     track_speaker_ids=np.array([speaker_of[t] for t in modelled], dtype=np.int32), **arrays)
             uris.write_bytes(lip_models_uri, buffer.getvalue())
 
         spoken = [s for s in segments if s.get("speaker_track_id") is not None]
@@ -143,9 +160,32 @@ class FitLipModel(Operator):
         for s in segments:
             s.pop("_source_curve", None)
         r2 = [m.heldout_r2 for m in models.values()]
+        people = [{"speaker_id": sid, "track_ids": sorted(t for t, s in speaker_of.items() if s == sid),
+                   "lip_model_frames": models[sid].frames if sid in models else None,
+                   "lip_model_r2": models[sid].heldout_r2 if sid in models else None}
+                  for sid in sorted(set(speaker_of.values()))]
         return {**row, "segments": segments, "lip_models_uri": lip_models_uri,
-                "lip_model_r2": float(np.mean(r2)) if r2 else None,
+                "lip_model_r2": float(np.mean(r2)) if r2 else None, "speakers": people,
                 "source_sync_offset_frames": offset, "source_sync_confidence": confidence}
+
+    @staticmethod
+    def _footage(faces: dict[str, np.ndarray], segments: list[dict],
+                 tracks: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+        """(frames, landmarks) one speaker's model learns from: every track of theirs, in time order."""
+        times = faces["frame_times_s"]
+        frames, landmarks = [], []
+        for track in tracks:
+            tid = track["track_id"]
+            track_frames, track_landmarks = track_series(faces, tid)
+            # Learn from this track's own lines and from silence, not from while someone else
+            # speaks: the mouth on this track is shut then, whatever the audio says.
+            others = [(s["start_s"], s["end_s"]) for s in segments if s.get("speaker_track_id") != tid]
+            own = ~lipsync.within(times[track_frames], others)
+            frames.append(track_frames[own])
+            landmarks.append(track_landmarks[own])
+        if not frames:
+            return np.zeros(0, np.int64), np.zeros((0, 68, 2))
+        return np.concatenate(frames), np.concatenate(landmarks)
 
     def _speaker(self, seg: dict, times: np.ndarray, envelope: np.ndarray, tracks: dict[int, dict],
                  openings: dict[int, np.ndarray]) -> dict:

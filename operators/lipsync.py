@@ -99,7 +99,7 @@ def normalise_per_track(features: np.ndarray, speech: np.ndarray) -> np.ndarray:
 @dataclass
 class LipModel:
     """One speaker's mouth: PCA of their lip shapes, and ridge regression from audio onto it."""
-    track_id: int
+    speaker_id: int
     mean_lips: np.ndarray          # (40,)
     components: np.ndarray         # (k, 40)
     weights: np.ndarray            # (d + 1, k), last row the bias
@@ -119,7 +119,7 @@ class LipModel:
     @classmethod
     def from_arrays(cls, arrays, prefix: str) -> "LipModel":
         values = {k: arrays[f"{prefix}{k}"] for k in cls.__dataclass_fields__}
-        for k in ("track_id", "frames"):
+        for k in ("speaker_id", "frames"):
             values[k] = int(values[k])
         values["heldout_r2"] = float(values["heldout_r2"])
         return cls(**values)
@@ -143,7 +143,7 @@ def r2(measured: np.ndarray, predicted: np.ndarray) -> float:
     return 1.0 - float(np.mean((measured - predicted) ** 2)) / var if var > 0 else 0.0
 
 
-def fit_lip_model(track_id: int, features: np.ndarray, lips: np.ndarray, speech: np.ndarray,
+def fit_lip_model(speaker_id: int, features: np.ndarray, lips: np.ndarray, speech: np.ndarray,
                   alpha: float, folds: int = 5) -> LipModel:
     """Fit on all frames; `heldout_r2` comes from `folds` contiguous blocks, each predicted by a fit without it.
 
@@ -171,7 +171,7 @@ def fit_lip_model(track_id: int, features: np.ndarray, lips: np.ndarray, speech:
     # speaker does; scaling each component back to the speaker's own spread keeps
     # the dub's mouth as lively as theirs (capped: never more than twice).
     gain = np.clip(coeffs.std(axis=0) / np.maximum(fitted.std(axis=0), 1e-9), 1.0, 2.0)
-    return LipModel(track_id=track_id, mean_lips=mean, components=components,
+    return LipModel(speaker_id=speaker_id, mean_lips=mean, components=components,
                     weights=weights, gain=gain, rest_lips=rest,
                     heldout_r2=r2(measured, predicted), frames=n)
 

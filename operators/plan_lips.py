@@ -52,8 +52,10 @@ class Span:
 
 
 def load_lip_models(lip_models_uri: str) -> dict[int, lipsync.LipModel]:
+    """Track id -> its speaker's lip model (one model, learnt from all that person's tracks, serves each)."""
     with np.load(io.BytesIO(uris.read_bytes(lip_models_uri))) as data:
-        return {int(t): lipsync.LipModel.from_arrays(data, f"t{int(t)}_") for t in data["track_ids"]}
+        models = {int(s): lipsync.LipModel.from_arrays(data, f"s{int(s)}_") for s in data["speaker_ids"]}
+        return {int(t): models[int(s)] for t, s in zip(data["track_ids"], data["track_speaker_ids"])}
 
 
 def dub_speech_16k(segments: list[dict], start_s: float, end_s: float) -> tuple[np.ndarray, float]:

@@ -98,6 +98,7 @@ SEGMENT = pa.struct([
     ("loudness_diff_lu", pa.float64()),
     # lip sync (see README, "Lip sync")
     ("speaker_track_id", pa.int32()),             # the visible face speaking this line; null: none
+    ("speaker_id", pa.int32()),                   # who that face is, the same in every shot (FACE_TRACK)
     ("lip_reason", pa.string()),                  # why the lips of this line are not re-rendered
     ("lip_frames_rendered", pa.int32()),
     ("source_sync_offset_frames", pa.int32()),    # the source's own mouth vs its own speech
@@ -117,6 +118,15 @@ FACE_TRACK = pa.struct([
     ("end_s", pa.float64()),
     ("face_height_px", pa.float64()),             # median
     ("end_reason", pa.string()),                  # "shot end", "lost", "left the frame"
+    ("speaker_id", pa.int32()),                   # the person: tracks of one face identity share it
+])
+
+# One person seen in the video (a face identity across shots), and their lip model.
+SPEAKER = pa.struct([
+    ("speaker_id", pa.int32()),
+    ("track_ids", pa.list_(pa.int32())),
+    ("lip_model_frames", pa.int64()),             # frames the model learnt from; null: no model
+    ("lip_model_r2", pa.float64()),               # its held-out fit of mouth opening
 ])
 
 # One count per timed-text limit, named as its setting in the `subtitles` config section.
@@ -177,6 +187,7 @@ ANALYSIS_FIELDS = [
     pa.field("face_coverage", pa.float64()),       # share of speech frames with a tracked face
     pa.field("lip_models_uri", pa.string()),       # the speakers' audio-to-mouth models (npz)
     pa.field("lip_model_r2", pa.float64()),        # held-out fit of mouth opening on the source
+    pa.field("speakers", pa.list_(SPEAKER)),       # every face identity, with its lip model's fit
     pa.field("source_sync_offset_frames", pa.int32()),
     pa.field("source_sync_confidence", pa.float64()),
     pa.field("source_sha256", pa.string()),        # of the source file as read (C2PA manifests cite it)

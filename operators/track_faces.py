@@ -6,7 +6,10 @@ previous frame (a landmark model is ~50x cheaper than a detector). A track
 ends at its shot's end, when a detection no longer confirms it (the face
 turned away or was covered), or when it leaves the frame. Landmarks are
 smoothed over time per track. Alongside, a crop of each tracked mouth is
-kept (every other frame): the renderer fills open mouths from them.
+kept (every other frame): the renderer fills open mouths from them. Where the
+backend is also a FaceEmbedder, each track gets an identity embedding: the
+mean over a few frames a detection confirmed (its first, then one every
+`EMBED_EVERY_S`), from which the merge tells who is who across shots.
 
 A shard is decoded from a seek, with its margins past cuts inside a shot;
 it keeps what it owns and the margins' landmarks apart, which the merge uses
@@ -25,7 +28,7 @@ from operators import faces_file
 from operators import paths
 from operators import uri as uris
 from operators.backends import load_faces
-from operators.backends.protocols import FaceBox
+from operators.backends.protocols import FaceBox, FaceEmbedder
 from operators.base import Operator, Resources, add_model, require_module
 from operators.media import MediaError, frames
 from operators.plan_shards import load_frame_times
@@ -38,6 +41,9 @@ CROP_EVERY_FRAMES = 2
 MAX_CROPS_PER_TRACK = 600
 # Track ids of shard k start at k * this: unique in the video without any coordination.
 TRACK_IDS_PER_SHARD = 10000
+# A few views of a face average out its expression and pose; more cost time and add little.
+EMBED_EVERY_S = 2.0
+MAX_EMBEDDINGS_PER_TRACK = 5
 
 
 @dataclass
@@ -52,6 +58,8 @@ class _Track:
     crop_origins: list[tuple[int, int]] = field(default_factory=list)
     crop_size: tuple[int, int] | None = None
     end_reason: str = "shot end"
+    embeddings: list[np.ndarray] = field(default_factory=list)
+    last_embedded_s: float | None = None
 
 
 def iou(a: FaceBox, b: FaceBox) -> float:
@@ -113,6 +121,7 @@ class TrackFaces(Operator):
 
     def setup(self) -> None:
         self.backend = self.backend or load_faces(self.config.faces)
+        self.embedder = self.backend if isinstance(self.backend, FaceEmbedder) else None
 
     def process_row(self, row: dict) -> dict:
         """One shard: its frames and the margins past cuts inside a shot, decoded from a seek."""
@@ -139,9 +148,11 @@ class TrackFaces(Operator):
                 if new_shot:
                     done += active
                     active, shot = [], frame_shot
+                detected = set()
                 if new_shot or i % cfg.detect_every_frames == 0:
                     active, ended, next_id = self._match(image, active, next_id, shot)
                     done += ended
+                    detected = {t.track_id for t in active}
                 for track in list(active):
                     lm = self.backend.landmarks(image, track.box)
                     if track.landmarks:
@@ -156,6 +167,14 @@ class TrackFaces(Operator):
                     if (own_start <= i < own_end and i % CROP_EVERY_FRAMES == 0
                             and len(track.crops) < MAX_CROPS_PER_TRACK):
                         _keep_crop(track, image, lm, i)
+                    # Only where a detection confirms the face (landmarks that follow can drift off it),
+                    # and only in owned frames, so each frame counts once in a joined track.
+                    if (self.embedder is not None and track.track_id in detected and own_start <= i < own_end
+                            and _embedding_due(track, frame.time_s)):
+                        vector = self.embedder.embed(image, lm)
+                        track.last_embedded_s = frame.time_s
+                        if vector is not None:
+                            track.embeddings.append(vector)
         missing = [f for f in range(first, last) if f not in times]
         if missing:
             raise MediaError(f"frames {_clock(times_pts, first)}-{_clock(times_pts, last)} could not all be "
@@ -166,9 +185,12 @@ class TrackFaces(Operator):
         done += active
         tracks = [t for t in done if t.frames]
         faces_uri = paths.shard_work(self.work_dir, row["video_id"], row["shard_index"], "faces.npz")
+        embeddings = _embeddings(tracks, self.embedder)
         owned = _save(faces_uri, np.array([times[f] for f in range(own_start, own_end)]), tracks,
-                      cfg.smooth_frames, own_start, own_end)
+                      cfg.smooth_frames, own_start, own_end, embeddings)
         add_model(row, self.name, self.backend.model_info())
+        if embeddings.by_track:
+            add_model(row, self.name, self.embedder.embedding_model_info())
         return {**row, "faces_uri": faces_uri,
                 "face_tracks": [_summary(t, frames_, landmarks, times) for t, frames_, landmarks in owned]}
 
@@ -206,6 +228,22 @@ def crop_side(landmarks: np.ndarray) -> int:
     return int(2 * np.ceil(2 ** (np.ceil(4 * np.log2(max(side, 8.0))) / 4) / 2))
 
 
+def _embedding_due(track: _Track, time_s: float) -> bool:
+    if len(track.embeddings) >= MAX_EMBEDDINGS_PER_TRACK:
+        return False
+    return track.last_embedded_s is None or time_s - track.last_embedded_s >= EMBED_EVERY_S
+
+
+def _embeddings(tracks: list[_Track], embedder) -> faces_file.Embeddings:
+    """Each track's identity: the normalised mean of its sampled embeddings."""
+    by_track = {}
+    for t in tracks:
+        if t.embeddings:
+            mean = np.mean(t.embeddings, axis=0)
+            by_track[t.track_id] = (mean / max(float(np.linalg.norm(mean)), 1e-12), len(t.embeddings))
+    return faces_file.Embeddings(by_track, embedder.same_identity_distance if by_track else None)
+
+
 def _keep_crop(track: _Track, image: np.ndarray, lm: np.ndarray, frame_index: int) -> None:
     x0, y0, x1, y1 = geometry.mouth_box(lm)
     if track.crop_size is None:
@@ -222,7 +260,8 @@ def _keep_crop(track: _Track, image: np.ndarray, lm: np.ndarray, frame_index: in
 
 
 def _save(faces_uri: str, times_s: np.ndarray, tracks: list[_Track], smooth_frames: int,
-          own_start: int, own_end: int) -> list[tuple[_Track, np.ndarray, np.ndarray]]:
+          own_start: int, own_end: int,
+          embeddings: faces_file.Embeddings) -> list[tuple[_Track, np.ndarray, np.ndarray]]:
     """Write the shard's faces part; returns each track's owned (frames, landmarks), for those it has.
 
     Landmarks are smoothed over the whole track, margins included, so a track
@@ -247,7 +286,7 @@ def _save(faces_uri: str, times_s: np.ndarray, tracks: list[_Track], smooth_fram
             crops[t.track_id] = (np.stack(t.crops), t.crop_frames, t.crop_origins)
     for target, key in ((samples, "landmarks"), (margins, "margin_landmarks")):
         target[key] = np.array(target[key]) if target[key] else np.zeros((0, 68, 2))
-    faces_file.write_part(faces_uri, times_s, samples, crops, margins)
+    faces_file.write_part(faces_uri, times_s, samples, crops, margins, embeddings)
     return owned
 
 

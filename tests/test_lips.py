@@ -111,9 +111,12 @@ def test_talking_head_is_rerendered_in_sync(lips_run):
     for s in r["segments"]:
         assert s["speaker_track_id"] == 0 and s["lip_reason"] is None and s["lip_frames_rendered"] > 0
         assert s["sync_confidence"] is not None
-    models = {m["stage"]: m for m in r["models"]}
-    assert models["faces"]["name"] == "dlib-68-landmarks" and "non-commercial" in models["faces"]["license"]
-    assert models["render"]["name"] == "warp-renderer"
+    models = {(m["stage"], m["name"]): m for m in r["models"]}
+    assert "non-commercial" in models[("faces", "dlib-68-landmarks")]["license"]
+    # The identities of the faces come from dlib's recognition model, public domain.
+    assert models[("faces", "dlib-face-recognition-resnet")]["license"].startswith("CC0-1.0")
+    assert ("render", "warp-renderer") in models
+    assert [(s["speaker_id"], s["lip_model_frames"] > 0) for s in r["speakers"]] == [(0, True)]
 
 
 def test_untouched_frames_are_bit_identical(lips_run):
@@ -179,6 +182,9 @@ def test_two_faces_each_line_goes_to_its_speaker_and_offscreen_lines_to_nobody(l
     assert first["speaker_track_id"] is not None and second["speaker_track_id"] is not None
     assert first["speaker_track_id"] != second["speaker_track_id"]
     assert len(r["face_tracks"]) == 2
+    # A face and its mirror image are one identity to dlib, but two faces on screen together are two people.
+    assert first["speaker_id"] != second["speaker_id"]
+    assert sorted(t["speaker_id"] for t in r["face_tracks"]) == [0, 1]
     assert third["speaker_track_id"] is None and "speaker not visible" in third["lip_reason"]
     # During the first line the right face (the listener) keeps its source pixels.
     source = _decode(str(d / "two.mp4"))

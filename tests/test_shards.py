@@ -98,6 +98,8 @@ def test_lines_and_face_tracks_are_the_same_whichever_the_shards(runs):
     # A track cut at a join inside a shot is joined again: one track per shot, as without shards.
     spans = [(t["start_frame"], t["end_frame"]) for t in many["face_tracks"]]
     assert spans == [(t["start_frame"], t["end_frame"]) for t in one["face_tracks"]] == [(0, 300), (300, 450)]
+    # The same face after the shot cut (and, in four shards, in another shard) is the same speaker.
+    assert [t["speaker_id"] for t in many["face_tracks"]] == [t["speaker_id"] for t in one["face_tracks"]] == [0, 0]
     assert many["face_coverage"] == one["face_coverage"]
 
 

@@ -144,6 +144,22 @@ class FaceBackend(Protocol):
 
 
 @runtime_checkable
+class FaceEmbedder(Protocol):
+    """A face's identity, so one speaker is recognised across shots. Optional for a FaceBackend:
+    a backend that is not also a FaceEmbedder (e.g. a test backend) gives every track its own speaker."""
+
+    # Two embeddings this close (Euclidean, between the L2-normalised vectors) are one person:
+    # the model's own verification threshold, carried with the embeddings to the merge.
+    same_identity_distance: float
+
+    def embed(self, frame: "np.ndarray", landmarks: "np.ndarray") -> "np.ndarray | None":
+        """L2-normalised identity vector of the face with these 68 landmarks (see `landmarks`) in an RGB
+        uint8 frame; None when this backend cannot embed it (no recognition model)."""
+
+    def embedding_model_info(self) -> ModelInfo: ...
+
+
+@runtime_checkable
 class LipRenderer(Protocol):
     """Re-draws one speaker's mouth. One instance per speaker: `prepare`, then `render` per frame.
 

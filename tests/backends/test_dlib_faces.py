@@ -7,7 +7,7 @@ import pytest
 from catalogs.dummies import portrait
 from operators import face_geometry as geometry
 from operators.backends import load_faces
-from operators.backends.protocols import FaceBackend
+from operators.backends.protocols import FaceBackend, FaceEmbedder
 from operators.config import FacesConfig
 
 
@@ -50,4 +50,27 @@ def test_is_a_face_backend_that_pickles_and_names_its_licence(faces):
     assert len(again.detect(portrait("astronaut"))) == 1
     info = faces.model_info()
     assert info.name == "dlib-68-landmarks" and "non-commercial" in info.license
+    assert info.source == "package:face_recognition_models"
+
+
+def _embedding(faces, image):
+    return faces.embed(image, faces.landmarks(image, faces.detect(image)[0]))
+
+
+def test_identity_embeddings_tell_people_apart(faces):
+    import cv2
+
+    astronaut = portrait("astronaut")
+    same = _embedding(faces, astronaut)
+    assert isinstance(faces, FaceEmbedder) and same.shape == (128,)
+    assert np.linalg.norm(same) == pytest.approx(1.0)
+    # The same face smaller or mirrored stays within dlib's same-person distance; another person is far.
+    smaller = _embedding(faces, cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA))
+    mirrored = _embedding(faces, np.ascontiguousarray(astronaut[:, ::-1]))
+    other = _embedding(faces, portrait("lfw"))
+    limit = faces.same_identity_distance
+    assert np.linalg.norm(same - smaller) < limit / 2 and np.linalg.norm(same - mirrored) < limit / 2
+    assert np.linalg.norm(same - other) > 1.3 * limit
+    info = faces.embedding_model_info()
+    assert info.name == "dlib-face-recognition-resnet" and info.license.startswith("CC0-1.0")
     assert info.source == "package:face_recognition_models"

@@ -146,8 +146,8 @@ def test_unknown_name_lists_everything_tried(tmp_path, monkeypatch):
     assert "unknown model 'whisper-gigantic'" in msg
     assert msg.endswith("or a local model directory or file written as a path (./, ../, /, ~ or file://).")
     assert "exists but was not used" not in msg
-    known = ("dlib-68-landmarks, insightface-buffalo_l, piper:en_US-joe-medium, resemblyzer-ge2e, "
-             "whisper-base, whisper-large-v3")
+    known = ("dlib-68-landmarks, dlib-face-recognition-resnet, insightface-buffalo_l, piper:en_US-joe-medium, "
+             "resemblyzer-ge2e, whisper-base, whisper-large-v3")
     assert f"registry: no entry (known: {known}" in msg
     assert "cache" in msg
 
