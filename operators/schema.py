@@ -16,8 +16,9 @@ import pyarrow as pa
 # 3: quality report (speaker similarity, mouth change, per-line loudness, share at the speed cap)
 # 4: per-line notes (overlapping cues merged or trimmed); catalog URIs stored redacted; output container
 #    and codec; source pixel format, audio start offset and notes; the audio track dubbed
-# 5: the shard plan (shards) and frame times; subtitles as WebVTT (and dual) with timed-text limits;
-#    the AI-dubbing disclosure and C2PA provenance status; the source's SHA-256
+# 5: the shard plan (shards) and frame times; lip targets; speakers (face identities across shots);
+#    the translation route; subtitles as WebVTT (and dual) with timed-text limits; the AI-dubbing
+#    disclosure and C2PA provenance status; the source's SHA-256
 MANIFEST_VERSION = "5"
 
 # Row status. A row without a status is still in flight; the driver marks it
