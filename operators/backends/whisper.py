@@ -22,7 +22,13 @@ class FasterWhisperASR:
 
     SAMPLE_RATE_HZ = 16000   # what Whisper and silero VAD take
     WINDOW_S = 30            # Whisper's input: shorter audio is padded to this
+    # Back-transcription packs clips into windows of at most this much audio. Not the whole 30 s: on 24
+    # espeak-ng German lines (2026-11), 30 s windows of about 9 lines each made Whisper skip 5 lines of one
+    # and repeat a phrase into others (pooled WER 0.53, per line 0.41); 10 s windows of about 3 lines gave
+    # 0.31, at a third of the per-line CPU time.
+    PACK_MAX_S = 10.0
     PACK_GAP_S = 1.0         # silence between packed clips: enough for Whisper to hear them as separate lines
+    AUDIBLE_PEAK = 1e-3      # -60 dBFS: a clip this quiet throughout has nothing to transcribe
 
     def __init__(self, config: ASRConfig | None = None) -> None:
         self.config = config or ASRConfig()
@@ -140,10 +146,11 @@ class FasterWhisperASR:
         Whisper pads every input to a 30 s window, so one call per 2-3 s line
         spends most of its encoder on padding. Here the clips are laid end to
         end with PACK_GAP_S of silence between them, packed into windows of at
-        most 30 s, and the windows decoded together (BatchedInferencePipeline,
+        most PACK_MAX_S, and the windows decoded together (BatchedInferencePipeline,
         `asr.batch_size` at a time); each word goes back to the clip whose span
         (gap halves included) holds its midpoint. A clip too long for a window
-        alone is transcribed by itself, as `transcribe_text` does.
+        alone, or an audible clip that got no word (Whisper skipped it), is
+        transcribed by itself, as `transcribe_text` does.
 
         Not word for word what one call per clip gives: a line decoded after
         others of its window is heard with their context, and there is no
@@ -159,16 +166,16 @@ class FasterWhisperASR:
         clips = [decode_audio(p, sampling_rate=rate) for p in audio_paths]
         texts = [""] * len(clips)
         half_gap = np.zeros(round(self.PACK_GAP_S * rate / 2), dtype=np.float32)
-        window_samples = self.WINDOW_S * rate
+        window_samples = round(self.PACK_MAX_S * rate)
         # Lay the packable clips end to end, each between two half gaps; a window never splits a clip.
         pieces, spans, windows = [], {}, []       # spans: clip -> (start, end) samples, gap halves included
         at = window_start = 0
         for i, clip in enumerate(clips):
             n = len(clip) + 2 * len(half_gap)
-            if n > window_samples:
+            if n > self.WINDOW_S * rate:
                 texts[i] = self._clip_text(clip, language)
                 continue
-            if at + n - window_start > window_samples:
+            if at > window_start and at + n - window_start > window_samples:
                 windows.append((window_start, at))
                 window_start = at
             pieces += [half_gap, clip, half_gap]
@@ -193,4 +200,6 @@ class FasterWhisperASR:
                 words[order[max(k, 0)]].append(w.word)
         for i, ws in words.items():
             texts[i] = "".join(ws).strip()
+            if not texts[i] and len(clips[i]) and float(np.abs(clips[i]).max()) > self.AUDIBLE_PEAK:
+                texts[i] = self._clip_text(clips[i], language)
         return texts
