@@ -74,6 +74,32 @@ def read_mono(path: str | Path, sample_rate_hz: int) -> np.ndarray:
     return resample(to_channels(samples, 1), hz, sample_rate_hz)[:, 0]
 
 
+class SpanReader:
+    """Spans of a local audio file as float32 mono at `sample_rate_hz`, read by seeking (not the whole file).
+
+    `mono(start_s, end_s)` is `read_mono(path, rate)[round(start_s * rate):round(end_s * rate)]` where the
+    file is at `rate` already; otherwise the span is read at the file's rate and resampled.
+    """
+
+    def __init__(self, path: str | Path, sample_rate_hz: int) -> None:
+        self.rate = int(sample_rate_hz)
+        self._file = sf.SoundFile(str(path))
+
+    def __enter__(self) -> "SpanReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._file.close()
+
+    def mono(self, start_s: float, end_s: float) -> np.ndarray:
+        f = self._file
+        first = min(max(0, round(start_s * f.samplerate)), f.frames)
+        last = min(max(first, round(end_s * f.samplerate)), f.frames)
+        f.seek(first)
+        samples = f.read(last - first, dtype="float32", always_2d=True)
+        return resample(to_channels(samples, 1), f.samplerate, self.rate)[:, 0]
+
+
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate_hz: int, tags: dict[str, str] | None = None) -> None:
     """Write 16-bit PCM, creating parent folders; `tags` go to the INFO chunk ('comment': ICMT, 'software': ISFT).
 

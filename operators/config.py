@@ -76,6 +76,8 @@ class ASRConfig(_Section):
     beam_size: int = Field(5, ge=1, le=20, description="Beam size of the decoder")
     vad: bool = Field(True, description="Silero VAD before decoding (drops non-speech)")
     cpu_threads: int = Field(0, ge=0, description="Threads per ASR model; 0 lets CTranslate2 choose")
+    batch_size: int = Field(8, ge=1, le=64, description="Back-transcription: windows of packed dub lines "
+                            "decoded at once (raise on a GPU)")
     split_pause_s: float = Field(0.5, gt=0.0, le=5.0,
                                  description="A pause this long between words starts a new dubbed line")
 

@@ -208,13 +208,23 @@ def decoded(path: str, start_frame: int = 0, end_frame: int | None = None,
 def frame_times(path: str) -> "np.ndarray":
     """Presentation time (s) of every frame of the first video stream, in order, from its packets
     (demuxed, not decoded: seconds for a feature film)."""
+    return seek_index(path)[0]
+
+
+def seek_index(path: str) -> tuple["np.ndarray", "np.ndarray"]:
+    """(`frame_times(path)`, the indices of the keyframes among them), from the packets: where a decode
+    that seeks to a frame starts (`decoded` with a range goes back to the keyframe before it)."""
     import av
     import numpy as np
 
     with av.open(path) as container:
         stream = container.streams.video[0]
-        pts = [p.pts for p in container.demux(stream) if p.pts is not None and p.size]
-        return np.sort(np.array(pts, dtype=np.float64)) * float(stream.time_base)
+        packets = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.pts is not None and p.size]
+        base = float(stream.time_base)
+    pts = np.array([p for p, _ in packets], dtype=np.float64)
+    order = np.argsort(pts, kind="stable")
+    keyframe = np.array([k for _, k in packets], dtype=bool)[order]
+    return pts[order] * base, np.flatnonzero(keyframe)
 
 
 def frames(path: str, pixel_format: str = "rgb24", only: set[int] | None = None, start_frame: int = 0,

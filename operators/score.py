@@ -7,6 +7,7 @@ said it); the result's value is the mean over lines, weighted by length.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 
@@ -17,13 +18,14 @@ from operators import audio
 from operators import paths
 from operators import uri as uris
 from operators.backends import load_asr, load_speaker_encoder
-from operators.backends.protocols import UnsupportedLanguage
+from operators.backends.protocols import ASRBackend, UnsupportedLanguage
 from operators.base import Operator, Resources, add_model
 from operators.schema import RESULT
 
 log = logging.getLogger(__name__)
 
 VOICE_RATE_HZ = 16000   # what the speaker encoders take (asr_audio_uri is already at this rate)
+LINES_PER_PASS = 128    # dubbed lines back-transcribed per batched ASR pass (about 40 Whisper windows)
 
 _NORMALIZE = jiwer.Compose([
     jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(), jiwer.Strip(),
@@ -47,6 +49,17 @@ def error_rates(references: list[str], hypotheses: list[str]) -> tuple[float, fl
     wer = jiwer.wer(refs, hyps, reference_transform=_NORMALIZE, hypothesis_transform=_NORMALIZE)
     cer = jiwer.cer(refs, hyps, reference_transform=_NORMALIZE_CHARS, hypothesis_transform=_NORMALIZE_CHARS)
     return float(wer), float(cer)
+
+
+def back_transcribe(backend: ASRBackend, audio_paths: list[str], language: str) -> list[str]:
+    """Plain text of each clip: in one batched pass where the backend has `transcribe_texts`,
+    one `transcribe_text` call per clip otherwise."""
+    batched = getattr(backend, "transcribe_texts", None)
+    texts = (list(batched(audio_paths, language)) if batched is not None
+             else [backend.transcribe_text(p, language) for p in audio_paths])
+    if len(texts) != len(audio_paths):
+        raise RuntimeError(f"ASR backend returned {len(texts)} texts for {len(audio_paths)} clips")
+    return texts
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -91,10 +104,14 @@ class Score(Operator):
         }
         if self.config.score.back_transcribe and dubbed:
             try:
-                for s in dubbed:
-                    with uris.local_copy(s["fit_uri"]) as path:
-                        s["back_text"] = self.backend.transcribe_text(path, lang)
-                    s["wer"], s["cer"] = error_rates([s["target_text"]], [s["back_text"]])
+                # Many lines per ASR pass (packed into Whisper's windows), a bounded number at once: a
+                # feature's lines need not all be copied out of the work dir together.
+                for first in range(0, len(dubbed), LINES_PER_PASS):
+                    part = dubbed[first:first + LINES_PER_PASS]
+                    with contextlib.ExitStack() as stack:
+                        local = [stack.enter_context(uris.local_copy(s["fit_uri"])) for s in part]
+                        for s, text in zip(part, back_transcribe(self.backend, local, lang)):
+                            s["back_text"] = text
             except UnsupportedLanguage as e:
                 # A dub Apertium and espeak-ng can make (eo, an) that Whisper cannot hear: the dub stands,
                 # unscored (wer and cer null), rather than failing for want of a judge.
@@ -103,6 +120,8 @@ class Score(Operator):
                     s["back_text"] = s["wer"] = s["cer"] = None
                 scores["wer"] = scores["cer"] = None
             else:
+                for s in dubbed:
+                    s["wer"], s["cer"] = error_rates([s["target_text"]], [s["back_text"]])
                 scores["wer"], scores["cer"] = error_rates([s["target_text"] for s in dubbed],
                                                            [s["back_text"] for s in dubbed])
                 add_model(row, self.name, self.backend.model_info(lang))
@@ -141,11 +160,10 @@ class Score(Operator):
                 known = {str(k): (None if np.isnan(e).all() else e) for k, e in zip(data["ids"], data["embeddings"])}
         missing = [s for s in row["segments"] if s["segment_id"] not in known]
         if missing:
-            with uris.local_copy(row["asr_audio_uri"]) as path:
-                source = audio.read_mono(path, VOICE_RATE_HZ)
-            for s in missing:
-                known[s["segment_id"]] = self.voices.embed(
-                    source[round(s["start_s"] * VOICE_RATE_HZ):round(s["end_s"] * VOICE_RATE_HZ)])
+            # Only the lines' spans are read: a feature's whole track is not held in memory.
+            with uris.local_copy(row["asr_audio_uri"]) as path, audio.SpanReader(path, VOICE_RATE_HZ) as source:
+                for s in missing:
+                    known[s["segment_id"]] = self.voices.embed(source.mono(s["start_s"], s["end_s"]))
             dim = next((len(e) for e in known.values() if e is not None), 0)
             buf = io.BytesIO()
             np.savez(buf, ids=np.array(list(known)),

@@ -26,7 +26,7 @@ from operators.backends import load_faces
 from operators.backends.protocols import FaceBox
 from operators.base import Operator, Resources
 from operators.lip_model import frames_in, landmarks_by_frame, line_span_s, segment_sync, track_series
-from operators.media import frames
+from operators.media import frames, seek_index
 from operators.plan_lips import dub_speech_16k
 from operators.schema import RESULT
 from operators.faces_file import load as load_faces_file
@@ -38,6 +38,27 @@ def box_around(landmarks: np.ndarray) -> FaceBox:
     x0, y0 = landmarks.min(axis=0)
     x1, y1 = landmarks.max(axis=0)
     return FaceBox(float(x0), float(y0), float(x1), float(y1))
+
+
+def decode_ranges(wanted: list[int], keyframes: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) frame ranges that cover the sorted frame indices `wanted`, one decode each.
+
+    A decode from a seek starts at the keyframe before its first frame. Where
+    that keyframe is not past the end of the range before, a seek would
+    decode frames that the range before can reach by going on, so it goes on.
+    """
+    ranges: list[list[int]] = []
+    for f in wanted:
+        if ranges and f <= ranges[-1][1]:
+            ranges[-1][1] = max(ranges[-1][1], f + 1)
+            continue
+        k = int(np.searchsorted(keyframes, f, side="right")) - 1
+        seek_from = int(keyframes[k]) if k >= 0 else 0
+        if ranges and seek_from <= ranges[-1][1]:
+            ranges[-1][1] = f + 1
+        else:
+            ranges.append([f, f + 1])
+    return [(a, b) for a, b in ranges]
 
 
 class ScoreSync(Operator):
@@ -83,11 +104,17 @@ class ScoreSync(Operator):
         source_lm = {tid: landmarks_by_frame(faces, tid) for tid in set(wanted.values())}
         measured: dict[int, dict[int, np.ndarray]] = {tid: {} for tid in source_lm}
         with uris.local_copy(row["video_out_uri"]) as path:
-            for frame in frames(path, only=set(wanted)):
-                tid = wanted.get(frame.index)
-                if frame.image is not None:
-                    box = box_around(source_lm[tid][frame.index])
-                    measured[tid][frame.index] = self.backend.landmarks(frame.image, box)
+            # Only the scored lines' frames are decoded (from a seek each), converted and measured: the
+            # stage's cost follows the dubbed lines with a visible speaker, not the video's length.
+            times_pts, keyframes = seek_index(path)
+            only = set(wanted)
+            for start, end in decode_ranges(sorted(only), keyframes):
+                for frame in frames(path, only=only, start_frame=start, end_frame=end,
+                                    frame_times_pts_s=times_pts):
+                    tid = wanted.get(frame.index)
+                    if frame.image is not None:
+                        box = box_around(source_lm[tid][frame.index])
+                        measured[tid][frame.index] = self.backend.landmarks(frame.image, box)
 
         openings, rendered_lm = {}, {}
         for tid, by_frame in measured.items():

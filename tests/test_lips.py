@@ -14,6 +14,7 @@ from catalogs import dummies
 from operators.face_geometry import mouth_box
 from operators.schema import OK
 from operators.faces_file import load as load_faces_file
+from operators.sync import decode_ranges
 from pipelines.localize import run
 from tests.conftest import small_config
 
@@ -213,3 +214,51 @@ def test_variable_frame_rate_keeps_its_frame_times(lips_run):
         ta, tb = a.streams.video[0].time_base, b.streams.video[0].time_base
     np.testing.assert_allclose([float(p * tb) for p in dub_pts], [float(p * ta) for p in src_pts], atol=1e-3)
     assert r["lip_status"] == "rendered" and r["sync_offset_frames"] is not None
+
+
+def test_decode_ranges_seek_only_where_a_keyframe_saves_decoding():
+    keyframes = np.array([0, 100, 200])
+    assert decode_ranges([], keyframes) == []
+    assert decode_ranges([5, 6, 7, 20, 21], keyframes) == [(5, 22)]           # no keyframe between: go on
+    assert decode_ranges([5, 6, 150, 151, 250], keyframes) == [(5, 7), (150, 152), (250, 251)]
+    assert decode_ranges([90, 120], keyframes) == [(90, 91), (120, 121)]       # from 100 rather than from 91
+    assert decode_ranges([99, 100, 130], keyframes) == [(99, 131)]             # a seek would go back to 100
+    assert decode_ranges([3, 99, 100], np.array([], dtype=int)) == [(3, 101)]  # no index: one decode
+
+
+SYNC_FIELDS = ("sync_offset_frames", "sync_confidence", "mouth_change_ratio")
+
+
+def test_sync_score_is_the_same_from_only_the_frames_it_needs(lips_run, monkeypatch):
+    """The sync stage decodes only the scored lines' frames (+- the offset search); measured on every
+    frame of the output instead, every score comes out the same."""
+    from operators import media, sync
+
+    _, results, _ = lips_run
+    decoded = {}
+
+    def counting_frames(*args, **kwargs):
+        for frame in media.frames(*args, **kwargs):
+            decoded[mode] = decoded.get(mode, 0) + 1
+            yield frame
+
+    monkeypatch.setattr(sync, "frames", counting_frames)
+    op = sync.ScoreSync(small_config(faces={"min_face_px": 100}), work_dir="", out_dir="")
+    op.setup()
+    for name in ("talking", "vfr", "leaving", "two"):
+        row = results[name]
+        decoded.clear()
+        mode = "restricted"
+        restricted = op.process_row(dict(row))
+        mode = "full"
+        with monkeypatch.context() as m:
+            m.setattr(sync, "decode_ranges", lambda wanted, keyframes: [(0, None)])
+            full = op.process_row(dict(row))
+        for field in SYNC_FIELDS:
+            assert restricted[field] == full[field] == row[field], (name, field)
+            assert ([s[field] for s in restricted["segments"]] == [s[field] for s in full["segments"]]
+                    == [s[field] for s in row["segments"]]), (name, field)
+        assert full["sync_confidence"] is not None
+        assert decoded["restricted"] <= decoded["full"] == row["frame_count"], name
+    # "two": its last line is spoken off screen, so the frames after the second line are not decoded.
+    assert decoded["restricted"] < decoded["full"]

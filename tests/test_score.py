@@ -1,6 +1,10 @@
+import os
+
+import numpy as np
 import pytest
 
-from operators.score import error_rates
+from operators import audio
+from operators.score import back_transcribe, error_rates
 
 
 def test_identical_text_scores_zero_ignoring_case_and_punctuation():
@@ -36,3 +40,39 @@ def test_a_language_whisper_does_not_know_is_dubbed_unscored(tmp_path):
     assert (out["wer"], out["cer"], out["segments_dubbed"]) == (None, None, 1)
     assert out["segments"][0]["back_text"] is None
     assert [m["stage"] for m in out["models"]] == []
+
+
+class NamedClipASR:
+    """An ASR without `transcribe_texts`: it "hears" each clip's file name (the text is in the input)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def transcribe_text(self, audio_path, language):
+        self.calls.append(audio_path)
+        return f"{language} {os.path.splitext(os.path.basename(audio_path))[0]}"
+
+
+class ShortASR(NamedClipASR):
+    def transcribe_texts(self, audio_paths, language):
+        return [self.transcribe_text(p, language) for p in audio_paths[:-1]]
+
+
+def test_back_transcription_falls_back_to_one_call_per_clip():
+    asr = NamedClipASR()
+    assert back_transcribe(asr, ["/a/one.wav", "/a/two.wav"], "es") == ["es one", "es two"]
+    assert asr.calls == ["/a/one.wav", "/a/two.wav"]
+    with pytest.raises(RuntimeError, match="returned 1 texts for 2 clips"):
+        back_transcribe(ShortASR(), ["/a/one.wav", "/a/two.wav"], "es")
+
+
+def test_span_reader_reads_what_the_whole_track_holds(tmp_path):
+    rng = np.random.default_rng(0)
+    track = rng.uniform(-0.5, 0.5, (16000 * 3, 2)).astype(np.float32)
+    audio.write_wav(tmp_path / "t.wav", track, 16000)
+    whole = audio.read_mono(tmp_path / "t.wav", 16000)
+    with audio.SpanReader(tmp_path / "t.wav", 16000) as spans:
+        for start_s, end_s in [(0.0, 0.5), (1.23456, 2.0), (2.5, 3.5), (3.2, 3.4)]:
+            got = spans.mono(start_s, end_s)
+            assert np.array_equal(got, whole[round(start_s * 16000):round(end_s * 16000)])
+        assert len(spans.mono(2.5, 3.5)) == 8000    # cut at the end of the track

@@ -65,6 +65,10 @@ class ASRBackend(Protocol):
     def transcribe_text(self, audio_path: str, language: str) -> str:
         """Plain text of a whole short clip (a dubbed line), for back-transcription scores."""
 
+    def transcribe_texts(self, audio_paths: "Sequence[str]", language: str) -> list[str]:
+        """`transcribe_text` of many short clips in one pass: same number of outputs as inputs, same order.
+        A backend without this method gets one `transcribe_text` call per clip (see operators/score.py)."""
+
     def model_info(self, language: str | None) -> ModelInfo:
         """The model that `transcribe` uses for this language."""
 
