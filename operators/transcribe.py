@@ -32,8 +32,11 @@ class Transcribe(Operator):
     def process_row(self, row: dict) -> dict:
         """One shard's lines: each word (or cue) belongs to the shard that holds its midpoint."""
         vid = row["video_id"]
-        shard = row["shards"][row["shard_index"]]
-        last = row["shard_index"] == len(row["shards"]) - 1
+        if row.get("shards"):
+            shard = row["shards"][row["shard_index"]]
+            last = row["shard_index"] == len(row["shards"]) - 1
+        else:                                            # a row not split into shards: the whole video
+            shard, last = {"start_s": 0.0, "end_s": float("inf")}, True
         start_s, end_s = shard["start_s"], float("inf") if last else shard["end_s"]
 
         def mine(a: float, b: float) -> bool:
@@ -85,7 +88,7 @@ def _audio_slice(path: str, start_s: float, end_s: float):
 
     with sf.SoundFile(path) as f:
         first = max(0, int(start_s * f.samplerate))
-        last = min(f.frames, int(np.ceil(end_s * f.samplerate)))
+        last = min(f.frames, int(np.ceil(end_s * f.samplerate))) if np.isfinite(end_s) else f.frames
         if first == 0 and last == f.frames:
             yield path, 0.0
             return

@@ -222,7 +222,7 @@ def test_demo_build(tmp_path: Path):
     assert [r["video_id"] for r in rows] == [
         "astronaut-greeting", "cameraman-weather", "astronaut-recipe", "broken-upload"]
     for row in rows:
-        assert row["target_langs"] == ["es", "de"]
+        assert row["target_langs"] == ["es", "de", "pt"]
         for column, uri in row.items():
             if column == "uri" or column.endswith("_uri") or column.startswith("subtitles_uri_"):
                 assert not Path(uri).is_absolute() and ".." not in uri
