@@ -138,3 +138,20 @@ def test_frames_are_identical_or_within_half_a_level(runs):
     # Frames without a face to re-render are identical, joins or not.
     rendered = set(np.load(one["lip_targets_uri"])["frame"].tolist()) | set(np.load(many["lip_targets_uri"])["frame"].tolist())
     assert all(diff[i] == 0 for i in range(len(a)) if i not in rendered)
+
+
+def test_a_rerun_reuses_the_plan_and_every_shard_analysed(runs, episode):
+    """As after a job killed once analysis was done: the result is lost, the checkpoints are not."""
+    import glob
+    import shutil
+
+    out, _ = runs["many"]
+    kept = sorted(glob.glob(os.path.join(out, "_work", "episode", "shards", "*", "analysis.parquet")))
+    plan = os.path.join(out, "_work", "episode", "plan.parquet")
+    assert len(kept) == 5
+    stamps = {p: os.stat(p).st_mtime_ns for p in kept + [plan]}
+    shutil.rmtree(os.path.join(out, "_work", "_results"))
+    shutil.rmtree(os.path.join(out, "manifest"))
+    summary = run(episode, out, config=small_config(shards=SMALL_SHARDS, output={"video_crf": 0}))
+    assert [r["status"] for r in summary.results] == [OK] and summary.resumed == 0
+    assert {p: os.stat(p).st_mtime_ns for p in stamps} == stamps          # nothing planned or analysed again
