@@ -17,7 +17,7 @@ from operators.schema import SHARD_ROW, conform
 class SaveShard(Operator):
     name = "save"
     reads = ("video_id", "shard_index")
-    resources = Resources(num_cpus=0.1, memory_gb=0.2)
+    resources = Resources(num_cpus=0.1, memory_gb=0.3)
     output_schema = SHARD_ROW
 
     def __call__(self, batch: pa.Table) -> pa.Table:

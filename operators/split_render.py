@@ -13,7 +13,7 @@ class SplitRender(Operator):
     name = "split_render"
     reads = ("shards", "lip_targets_uri")
     writes = ("shard_index", "num_shards")
-    resources = Resources(num_cpus=0.1, memory_gb=0.2)
+    resources = Resources(num_cpus=0.1, memory_gb=0.3)
     output_schema = RESULT_SHARD_ROW
 
     def process_row(self, row: dict) -> list[dict]:

@@ -16,7 +16,7 @@ class SplitShards(Operator):
     name = "split"
     reads = ("video_id",)
     writes = ("shard_index", "num_shards")
-    resources = Resources(num_cpus=0.1, memory_gb=0.2)
+    resources = Resources(num_cpus=0.1, memory_gb=0.3)
     output_schema = SHARD_ROW
 
     def process_row(self, row: dict) -> list[dict]:
