@@ -7,7 +7,9 @@ what it was made from (the catalog row's inputs and the settings of the
 stages that made it); one whose fingerprint differs is stale and redone.
 
 A checkpoint is written last, after the files it points to, and atomically
-(uri.write_bytes stages and renames), so one that exists is whole.
+(uri.write_bytes stages and renames), so one that exists is whole. It holds
+the catalog's URIs redacted, like the manifest; the readers put the live ones
+back from the catalog row they were handed (LIVE_FIELDS).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from operators import paths
+from operators import manifest, paths
 from operators import uri as uris
 from operators.config import Config
 from operators.schema import OK, SHARD_ROW, VIDEO, conform
@@ -29,10 +31,14 @@ PLAN_INPUTS = ("video_id", "uri", "audio_track", "source_lang", "source_subtitle
 PLAN_SETTINGS = ("shots", "shards")
 # A shard's analysis depends on its plan and on these.
 SHARD_SETTINGS = ("asr", "faces")
+# Catalog fields stored redacted in a checkpoint, taken from the live catalog row when it is read back.
+LIVE_FIELDS = ("uri", "source_subtitles_uri", "translations", "target_langs", "catalog_row")
 
 
 def fingerprint(row: dict, config: Config, settings: tuple[str, ...], base: str = "") -> str:
-    data = {"base": base, "inputs": {k: row.get(k) for k in PLAN_INPUTS},
+    # Of the redacted URIs: a presigned URL's signature changes with every signing, its object does not.
+    public = manifest.public(row)
+    data = {"base": base, "inputs": {k: public.get(k) for k in PLAN_INPUTS},
             "settings": {k: getattr(config, k).model_dump(mode="json") for k in settings},
             "sample_rate_hz": config.mix.sample_rate_hz}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
@@ -47,7 +53,9 @@ def shard_uri(work_dir: str, video_id: str, shard_index: int) -> str:
 
 
 def write(uri: str, row: dict, schema: pa.Schema, print_: str) -> None:
-    table = conform([row], schema)
+    """The row as stored anywhere: catalog URIs redacted (a presigned URL's credentials never reach the
+    work dir); whoever reads it back takes the live URIs from its catalog row."""
+    table = conform([manifest.public(row)], schema)
     table = table.replace_schema_metadata({FINGERPRINT_KEY: print_.encode()})
     buffer = io.BytesIO()
     pq.write_table(table, buffer)

@@ -94,7 +94,7 @@ class MergeShards(Operator):
         for m in [m for p in parts for m in p["models"] or []] + list(planned.get("models") or []):
             if m not in models:
                 models.append(m)
-        return {**planned, **{k: row[k] for k in ("target_langs", "translations", "catalog_row") if k in row},
+        return {**planned, **{k: row.get(k) for k in checkpoint.LIVE_FIELDS},
                 "status": None, "segments": segments, "source_notes": notes, "shards": shards,
                 "detected_lang": lang, "lang_probability": float(np.mean(probability)) if probability else None,
                 "source_lang": planned.get("source_lang") or lang,

@@ -23,6 +23,7 @@ class SplitShards(Operator):
         planned = checkpoint.kept_plan(self.work_dir, row, self.config)
         if planned is None:
             raise RuntimeError("the video's plan is missing from the work dir (removed while the job ran?)")
+        planned = {**planned, **{k: row.get(k) for k in checkpoint.LIVE_FIELDS}}
         n = len(planned["shards"])
         resume = self.config.run.resume
         fingerprint = checkpoint.shard_print(planned, self.config)
