@@ -46,12 +46,12 @@ def test_html_report_of_the_demo(demo_out, capsys):
     rows = manifest.read_manifest(demo_out)
     flagged = {(r["video_id"], r["lang"]) for r in rows if r["needs_review"]}
     assert {("broken-upload", "es"), ("broken-upload", "de")} <= flagged
-    assert f"needs review: {len(flagged)} of 8" in printed
+    assert f"needs review: {len(flagged)} of 12" in printed       # 4 videos x es, de, pt
     assert "voice:" not in printed                               # not cloned: by design, not a flag
-    assert "6 ok results were spoken by a TTS that does not clone voices" in page
-    # the score plot and one frame strip per lip-synced result (two talking heads x two languages)
+    assert "9 ok results were spoken by a TTS that does not clone voices" in page
+    # the score plot and one frame strip per lip-synced result (two talking heads x three languages)
     pngs = [base64.b64decode(m) for m in re.findall(r"base64,([A-Za-z0-9+/=]+)", page)]
-    assert len(pngs) == 1 + 4 and all(p.startswith(b"\x89PNG") for p in pngs)
+    assert len(pngs) == 1 + 6 and all(p.startswith(b"\x89PNG") for p in pngs)
     assert "frames unavailable" not in page
     for r in rows:                                               # each strip's line, in both languages
         if r["status"] == "ok" and r["lip_status"] == "rendered":
@@ -66,7 +66,7 @@ def test_the_notebook_runs_on_the_demo_output(demo_out, monkeypatch):
     text = "\n".join(o.get("text", "") + o.get("data", {}).get("text/plain", "")
                      + o.get("data", {}).get("text/markdown", "") + o.get("data", {}).get("text/html", "")
                      for o in outputs)
-    assert "8 results" in text
+    assert "12 results" in text
     assert "needs review" in text and "failed at probe" in text      # summary, and the worst first
     assert "speaker_similarity" in text and "mouth_change_ratio" in text
     images = [o for o in outputs if "image/png" in o.get("data", {})]
