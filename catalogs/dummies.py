@@ -544,3 +544,16 @@ def truncated_copy(src: str, dst: str, keep_bytes: int = 4096) -> None:
 
 __all__ = ["Cue", "FaceSpec", "SPEECH_PEAK_DBFS", "mouth_track", "portrait", "silent_wav", "speak", "speech_track",
            "still_video", "talking_video", "truncated_copy", "write_subtitles"]
+
+
+def cut_between(first_mp4: str, second_mp4: str, cut_s: float, end_s: float, audio_wav: str, out_mp4: str) -> None:
+    """A video with a cut: `first_mp4` up to `cut_s`, then `second_mp4` from `cut_s` to `end_s`, over
+    `audio_wav` (both shots made on the same speech, so the mouths stay in step across the cut)."""
+    proc = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", first_mp4, "-i", second_mp4, "-i", audio_wav,
+         "-filter_complex", f"[0:v]trim=0:{cut_s},setpts=PTS-STARTPTS[v0];"
+         f"[1:v]trim={cut_s}:{end_s},setpts=PTS-STARTPTS[v1];[v0][v1]concat=n=2:v=1:a=0[v]",
+         "-map", "[v]", "-map", "2:a", "-c:v", "libx264", "-crf", "16", "-preset", "veryfast",
+         "-c:a", "aac", "-ar", "48000", out_mp4], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ffmpeg failed writing {out_mp4}: {proc.stderr.strip()}")

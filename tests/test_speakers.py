@@ -2,7 +2,6 @@
 and one video end to end, where a face seen in two shots is one speaker with one lip model.
 """
 import json
-import subprocess
 
 import numpy as np
 import pytest
@@ -132,11 +131,7 @@ def cast(tmp_path_factory, ray_local):
         dummies.FaceSpec(dummies.portrait("lfw"), (470, 180), 130, speaks=[]),
     ], audio_wav=speech, background=(120, 90, 60))
     path = str(d / "cast.mp4")
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", a, "-i", b, "-i", speech, "-filter_complex",
-                    f"[0:v]setpts=PTS-STARTPTS[v0];[1:v]trim={SHOT_CUT_S}:{DURATION_S},setpts=PTS-STARTPTS[v1];"
-                    "[v0][v1]concat=n=2:v=1:a=0[v]",
-                    "-map", "[v]", "-map", "2:a", "-c:v", "libx264", "-crf", "16", "-preset", "veryfast",
-                    "-c:a", "aac", "-ar", "48000", path], check=True)
+    dummies.cut_between(a, b, SHOT_CUT_S, DURATION_S, speech, path)
     dummies.write_subtitles(cues, str(d / "cast.en.srt"))
     catalog = d / "catalog.jsonl"
     catalog.write_text(json.dumps({"video_id": "cast", "uri": "cast.mp4", "source_lang": "en",
