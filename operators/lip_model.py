@@ -104,7 +104,7 @@ class FitLipModel(Operator):
 
     def process_row(self, row: dict) -> dict:
         cfg = self.config.lips
-        faces = load_faces_file(row["faces_uri"])
+        faces = load_faces_file(row["faces_uri"], with_crops=False)
         times = faces["frame_times_s"]
         with uris.local_copy(row["asr_audio_uri"]) as path:
             speech, sr = audio.read_wav(path)

@@ -78,7 +78,7 @@ class ScoreSync(Operator):
         if not scored or not row.get("video_out_uri"):
             return {**row, "segments": segments}
         max_offset = self.config.score.sync_max_offset_frames
-        faces = load_faces_file(row["faces_uri"])
+        faces = load_faces_file(row["faces_uri"], with_crops=False)
         times = faces["frame_times_s"]
         # The dub's envelope where lines are scored, from the dub speech around each line only.
         window_s = lipsync.frame_window_s(times, row["fps"])

@@ -321,7 +321,7 @@ def _face_crop(row: dict, segment: dict, times_s: list[float], shape: tuple[int,
     tid = segment.get("speaker_track_id")
     if tid is None or not row.get("faces_uri") or not uris.exists(row["faces_uri"]):
         return None
-    faces = load_faces_file(row["faces_uri"])
+    faces = load_faces_file(row["faces_uri"], with_crops=False)
     track_frames, landmarks = track_series(faces, tid)
     wanted = {int(np.searchsorted(faces["frame_times_s"], t, side="right")) - 1 for t in times_s}
     points = landmarks[np.isin(track_frames, list(wanted))]
