@@ -16,7 +16,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 import soundfile as sf
@@ -101,18 +101,25 @@ class SpanReader:
 
 
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate_hz: int, tags: dict[str, str] | None = None) -> None:
-    """Write 16-bit PCM, creating parent folders; `tags` go to the INFO chunk ('comment': ICMT, 'software': ISFT).
+    """Write 16-bit PCM, creating parent folders; `tags` go to the INFO chunk ('comment': ICMT, 'software': ISFT)."""
+    audio = _as_2d(audio)
+    write_wav_blocks(path, [audio], sample_rate_hz, audio.shape[1], tags)
+
+
+def write_wav_blocks(path: str | Path, pieces, sample_rate_hz: int, n_channels: int,
+                     tags: dict[str, str] | None = None) -> None:
+    """Write consecutive pieces of audio as one 16-bit PCM file (a feature's mix, block by block).
 
     Samples are clipped to [-1, 1] first: libsndfile's float->int conversion
     otherwise wraps out-of-range values around into loud clicks.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    samples = np.clip(_as_2d(audio), -1.0, 1.0)
-    with sf.SoundFile(str(path), "w", int(sample_rate_hz), samples.shape[1], subtype="PCM_16") as f:
+    with sf.SoundFile(str(path), "w", int(sample_rate_hz), int(n_channels), subtype="PCM_16") as f:
         for key, value in (tags or {}).items():
             setattr(f, key, value)        # libsndfile writes strings only if set before the samples
-        f.write(samples)
+        for piece in pieces:
+            f.write(np.clip(_as_2d(piece), -1.0, 1.0))
 
 
 def resample(audio: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
@@ -247,15 +254,58 @@ def apply_fit(speech: np.ndarray, sample_rate_hz: int, plan: FitPlan) -> np.ndar
     return out
 
 
+# ---------------------------------------------------------------- readers
+
+# A track read by sample range: read(lo, hi) -> float32 (hi - lo, n_channels). The mix works
+# block by block through one, so a feature's audio never has to be in memory whole.
+Reader = Callable[[int, int], np.ndarray]
+
+
+def array_reader(audio: np.ndarray) -> Reader:
+    audio = _as_2d(audio)
+    return lambda lo, hi: audio[lo:hi]
+
+
+class FileReader:
+    """A local audio file read by seeking: `reader(lo, hi)`, float32, optionally only some channels."""
+
+    def __init__(self, path: str | Path, channels: list[int] | None = None) -> None:
+        self._file = sf.SoundFile(str(path))
+        self._channels = channels
+        self.sample_rate_hz = int(self._file.samplerate)
+        self.n_samples = int(self._file.frames)
+        self.n_channels = len(channels) if channels is not None else int(self._file.channels)
+
+    def __enter__(self) -> "FileReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._file.close()
+
+    def __call__(self, lo: int, hi: int) -> np.ndarray:
+        lo, hi = min(max(0, lo), self.n_samples), min(max(0, hi), self.n_samples)
+        self._file.seek(lo)
+        samples = self._file.read(max(0, hi - lo), dtype="float32", always_2d=True)
+        return samples[:, self._channels] if self._channels is not None else samples
+
+
+def blocks(n_samples: int, sample_rate_hz: int, block_s: float = 30.0):
+    """(lo, hi) sample ranges of about block_s covering [0, n_samples)."""
+    step = max(1, round(block_s * sample_rate_hz))
+    for lo in range(0, n_samples, step):
+        yield lo, min(n_samples, lo + step)
+
+
 # ---------------------------------------------------------------- placement, mask
 
 def place(segments: list[tuple[float, np.ndarray]], total_samples: int,
-          sample_rate_hz: int, n_channels: int) -> np.ndarray:
-    """The dub speech track: each (start_s, audio) added at its start, cut at the end."""
+          sample_rate_hz: int, n_channels: int, start_sample: int = 0) -> np.ndarray:
+    """The dub speech track over samples [start_sample, start_sample + total_samples):
+    each (start_s, audio) added at its start, cut at the ends."""
     track = np.zeros((total_samples, n_channels), dtype=np.float32)
     for start_s, audio in segments:
         audio = to_channels(audio, n_channels)
-        at = round(start_s * sample_rate_hz)
+        at = round(start_s * sample_rate_hz) - start_sample
         lo, hi = max(at, 0), min(at + len(audio), total_samples)
         if lo < hi:
             track[lo:hi] += audio[lo - at:hi - at]
@@ -263,8 +313,8 @@ def place(segments: list[tuple[float, np.ndarray]], total_samples: int,
 
 
 def speech_mask(spans_s: list[tuple[float, float]], n_samples: int,
-                sample_rate_hz: int, fade_s: float) -> np.ndarray:
-    """Per-sample weight, shape (n_samples,): 1 inside spans, 0 away from them.
+                sample_rate_hz: int, fade_s: float, start_sample: int = 0) -> np.ndarray:
+    """Per-sample weight over samples [start_sample, start_sample + n_samples): 1 inside spans, 0 away.
 
     Raised-cosine ramps of fade_s lie outside the span edges, so the whole
     span is fully covered; where ramps of neighbouring spans meet, the larger
@@ -273,8 +323,8 @@ def speech_mask(spans_s: list[tuple[float, float]], n_samples: int,
     mask = np.zeros(n_samples, dtype=np.float32)
     sr = sample_rate_hz
     for start_s, end_s in spans_s:
-        lo = max(0, math.floor((start_s - fade_s) * sr))
-        hi = min(n_samples, math.ceil((end_s + fade_s) * sr) + 1)
+        lo = max(start_sample, math.floor((start_s - fade_s) * sr))
+        hi = min(start_sample + n_samples, math.ceil((end_s + fade_s) * sr) + 1)
         if lo >= hi:
             continue
         t = np.arange(lo, hi) / sr
@@ -283,7 +333,8 @@ def speech_mask(spans_s: list[tuple[float, float]], n_samples: int,
             weight = np.where(dist < fade_s, 0.5 * (1.0 + np.cos(np.pi * np.minimum(dist / fade_s, 1.0))), 0.0)
         else:
             weight = (dist == 0).astype(np.float64)
-        np.maximum(mask[lo:hi], weight.astype(np.float32), out=mask[lo:hi])
+        view = mask[lo - start_sample:hi - start_sample]
+        np.maximum(view, weight.astype(np.float32), out=view)
     return mask
 
 
@@ -304,26 +355,10 @@ def _merged_spans(spans_s: list[tuple[float, float]], duration_s: float) -> list
 
 def background_estimate(source: np.ndarray, sample_rate_hz: int, spans_s: list[tuple[float, float]],
                         mode: Literal["spectral", "duck"], duck_db: float, fade_s: float) -> np.ndarray:
-    """The original audio with its speech removed where the dub will speak.
-
-    "duck" lowers the original by duck_db inside the spans (ramped by fade_s
-    outside their edges). "spectral" keeps the background at its level and
-    takes out only what rises above it: see _spectral_background. Outside
-    the spans and their fades the output is the input, bit for bit.
-    """
-    if mode not in ("spectral", "duck"):
-        raise ValueError(f"mode must be 'spectral' or 'duck', got {mode!r}")
+    """The original audio with its speech removed where the dub will speak (see Background), all at once."""
     source = _as_2d(source)
-    spans = _merged_spans(spans_s, len(source) / sample_rate_hz)
-    if not spans:
-        return source.copy()
-    mask = speech_mask(spans, len(source), sample_rate_hz, fade_s)
-    if mode == "spectral":
-        out = _spectral_background(source, sample_rate_hz, spans, mask, fade_s)
-        if out is not None:
-            return out
-    gain = 1.0 + (10.0 ** (duck_db / 20.0) - 1.0) * mask
-    return source * gain.astype(np.float32)[:, None]
+    background = Background(array_reader(source), len(source), sample_rate_hz, spans_s, mode, duck_db, fade_s)
+    return np.array(background.block(0, len(source)), dtype=np.float32)
 
 
 def _stft_size(sample_rate_hz: int) -> int:
@@ -332,55 +367,92 @@ def _stft_size(sample_rate_hz: int) -> int:
     return 2 ** round(math.log2(0.04 * sample_rate_hz))
 
 
-def _spectral_background(source: np.ndarray, sr: int, spans: list[tuple[float, float]],
-                         mask: np.ndarray, fade_s: float) -> np.ndarray | None:
-    """Limit each STFT bin inside the spans to the background's own level.
+class Background:
+    """The original audio with its speech removed where the dub will speak, block by block.
 
-    A music or ambience bed is roughly stationary, so its per-frequency
-    median magnitude over the speech-free frames is a profile of it. Under
-    speech, a bin far above that profile is mostly speech: scaling it down to
-    the profile (gain min(1, headroom * profile / |X|), real, so the original
-    phase stays) removes the speech and leaves the bed at its level, without
-    the hole that ducking digs. The result is crossfaded in with speech_mask,
-    so the original is untouched outside the spans. Returns None (the caller
-    ducks instead) when there is too little speech-free audio for a profile.
+    "duck" lowers the original by duck_db inside the spans (ramped by fade_s
+    outside their edges). "spectral" keeps the background at its level and
+    takes out only what rises above it: each STFT bin inside the spans is
+    limited to the background's own level. A music or ambience bed is roughly
+    stationary, so its per-frequency median magnitude over the speech-free
+    frames is a profile of it; under speech, a bin far above that profile is
+    mostly speech, and scaling it down to the profile (gain min(1, headroom *
+    profile / |X|), real, so the original phase stays) removes the speech and
+    leaves the bed at its level, without the hole that ducking digs. The
+    result is crossfaded in with speech_mask, so outside the spans and their
+    fades the output is the input, bit for bit. With too little speech-free
+    audio for a profile, "spectral" ducks instead.
+
+    `block(lo, hi)` gives the samples that processing the whole track at once
+    would give there (to float rounding): each speech region's STFT is taken
+    over the block and one STFT window on either side, on the region's own
+    frame grid. The profile is learnt once, from frames sampled over the
+    whole track, so memory stays flat for feature-length audio.
     """
-    from scipy.signal import get_window, istft, stft
 
-    nperseg = _stft_size(sr)
-    hop = nperseg // 4
-    profile = _background_profile(source, sr, spans, fade_s, nperseg, hop)
-    if profile is None:
-        return None
-    out = source.copy()
-    # Process only around the spans (plus a frame on each side, where the STFT's
-    # edge effects fall under mask == 0): feature-length audio never has to
-    # fit in memory as one spectrogram.
-    regions: list[list[int]] = []
-    for a, b in spans:
-        lo = max(0, math.floor((a - fade_s) * sr) - nperseg)
-        hi = min(len(source), math.ceil((b + fade_s) * sr) + nperseg)
-        if regions and lo <= regions[-1][1]:
-            regions[-1][1] = max(regions[-1][1], hi)
-        else:
-            regions.append([lo, hi])
-    window = get_window("hann", nperseg)
-    for lo, hi in regions:
-        segment = source[lo:hi]
+    def __init__(self, read: Reader, n_samples: int, sample_rate_hz: int, spans_s: list[tuple[float, float]],
+                 mode: Literal["spectral", "duck"], duck_db: float, fade_s: float) -> None:
+        if mode not in ("spectral", "duck"):
+            raise ValueError(f"mode must be 'spectral' or 'duck', got {mode!r}")
+        self.read, self.n_samples, self.sr, self.fade_s = read, n_samples, sample_rate_hz, fade_s
+        self.spans = _merged_spans(spans_s, n_samples / sample_rate_hz)
+        self.duck_gain = 10.0 ** (duck_db / 20.0)
+        self.nperseg = _stft_size(sample_rate_hz)
+        self.hop = self.nperseg // 4
+        self.profile = None
+        if mode == "spectral" and self.spans:
+            self.profile = _background_profile(read, n_samples, sample_rate_hz, self.spans, fade_s,
+                                               self.nperseg, self.hop)
+        # The STFT is taken only around the spans (plus a window on each side, where its edge
+        # effects fall under mask == 0).
+        self.regions: list[list[int]] = []
+        for a, b in self.spans:
+            lo = max(0, math.floor((a - fade_s) * sample_rate_hz) - self.nperseg)
+            hi = min(n_samples, math.ceil((b + fade_s) * sample_rate_hz) + self.nperseg)
+            if self.regions and lo <= self.regions[-1][1]:
+                self.regions[-1][1] = max(self.regions[-1][1], hi)
+            else:
+                self.regions.append([lo, hi])
+
+    def block(self, lo: int, hi: int) -> np.ndarray:
+        source = self.read(lo, hi)
+        mask = speech_mask(self.spans, hi - lo, self.sr, self.fade_s, start_sample=lo)
+        if not mask.any():
+            return source
+        if self.profile is None:
+            return source * (1.0 + (self.duck_gain - 1.0) * mask)[:, None].astype(np.float32)
+        out = np.array(source, dtype=np.float32)
+        for r_lo, r_hi in self.regions:
+            if r_hi <= lo or r_lo >= hi:
+                continue
+            # from a whole number of hops past the region's start, at least a window before the block
+            a = max(r_lo, r_lo + (lo - self.nperseg - r_lo) // self.hop * self.hop)
+            b = min(r_hi, hi + self.nperseg)
+            segment = self.read(a, b)
+            cleaned = self._cleaned(segment)
+            k0, k1 = max(lo, r_lo), min(hi, r_hi)
+            seg, clean = segment[k0 - a:k1 - a], cleaned[k0 - a:k1 - a]
+            m = mask[k0 - lo:k1 - lo, None]
+            out[k0 - lo:k1 - lo] = np.where(m > 0, (1.0 - m) * seg + m * clean, seg)
+        return out
+
+    def _cleaned(self, segment: np.ndarray) -> np.ndarray:
+        from scipy.signal import get_window, istft, stft
+
+        window = get_window("hann", self.nperseg)
+        noverlap = self.nperseg - self.hop
         cleaned = np.empty_like(segment)
         for ch in range(segment.shape[1]):
-            _, _, spec = stft(segment[:, ch], nperseg=nperseg, noverlap=nperseg - hop, window=window)
-            gain = np.minimum(1.0, PROFILE_HEADROOM * profile[:, ch:ch + 1] / np.maximum(np.abs(spec), 1e-12))
-            _, y = istft(spec * gain.astype(np.float32), nperseg=nperseg, noverlap=nperseg - hop, window=window)
+            _, _, spec = stft(segment[:, ch], nperseg=self.nperseg, noverlap=noverlap, window=window)
+            gain = np.minimum(1.0, PROFILE_HEADROOM * self.profile[:, ch:ch + 1] / np.maximum(np.abs(spec), 1e-12))
+            _, y = istft(spec * gain.astype(np.float32), nperseg=self.nperseg, noverlap=noverlap, window=window)
             cleaned[:, ch] = _fit_length(y.reshape(-1, 1), len(segment))[:, 0]
-        m = mask[lo:hi, None]
-        out[lo:hi] = np.where(m > 0, (1.0 - m) * segment + m * cleaned, segment)
-    return out
+        return cleaned
 
 
-def _background_profile(source: np.ndarray, sr: int, spans: list[tuple[float, float]], fade_s: float,
+def _background_profile(read: Reader, n_samples: int, sr: int, spans: list[tuple[float, float]], fade_s: float,
                         nperseg: int, hop: int) -> np.ndarray | None:
-    """Median STFT magnitude (n_bins, n_channels) over frames clear of all spans.
+    """Median STFT magnitude (n_bins, n_channels) over frames clear of all spans; None if too few.
 
     Spans are widened by fade_s: speech detection edges are loose, and speech
     leaking into the profile would make the removal spare it. Magnitudes are
@@ -389,7 +461,7 @@ def _background_profile(source: np.ndarray, sr: int, spans: list[tuple[float, fl
     """
     from scipy.signal import get_window
 
-    starts = np.arange(0, len(source) - nperseg + 1, hop)
+    starts = np.arange(0, n_samples - nperseg + 1, hop)
     span_lo = np.array([(a - fade_s) * sr for a, _ in spans])
     span_hi = np.array([(b + fade_s) * sr for _, b in spans])
     # First span ending after a frame's start; the frame touches speech if that
@@ -401,30 +473,111 @@ def _background_profile(source: np.ndarray, sr: int, spans: list[tuple[float, fl
         return None
     if len(clear) > PROFILE_MAX_FRAMES:
         clear = clear[np.linspace(0, len(clear) - 1, PROFILE_MAX_FRAMES).round().astype(int)]
-    window = get_window("hann", nperseg)
-    frames = source[clear[:, None] + np.arange(nperseg)]          # (frames, nperseg, channels)
-    mags = np.abs(np.fft.rfft(frames * window[None, :, None], axis=1)) / window.sum()
-    return np.median(mags, axis=0)                                 # (bins, channels)
+    window = get_window("hann", nperseg)[None, :, None]
+    first = read(0, 0)
+    mags = np.empty((len(clear), nperseg // 2 + 1, first.shape[1]), dtype=np.float32)
+    for lo in range(0, len(clear), 256):                                  # in chunks: temporaries stay small
+        frames = np.stack([read(int(s), int(s) + nperseg) for s in clear[lo:lo + 256]])
+        mags[lo:lo + 256] = np.abs(np.fft.rfft(frames * window, axis=1)) / window.sum()
+    profile = np.empty(mags.shape[1:], dtype=np.float32)                  # (bins, channels)
+    for lo in range(0, mags.shape[1], 64):
+        profile[lo:lo + 64] = np.median(mags[:, lo:lo + 64], axis=0)
+    return profile
 
 
 # ---------------------------------------------------------------- loudness, peak
 
+# BS.1770 channel weights, by position (L, R, C, Ls, Rs), as pyloudnorm applies them.
+_CHANNEL_WEIGHTS = (1.0, 1.0, 1.0, 1.41, 1.41)
+
+
+class LoudnessMeter:
+    """EBU R128 / BS.1770-4 integrated loudness of audio fed in pieces, as if they were one signal.
+
+    pyloudnorm measures one whole array (in float64, with filtered copies);
+    a feature's dialogue does not fit that. This meter keeps only the
+    K-weighting filters' state (pyloudnorm's filters) and the energy of each
+    100 ms step, and gates at the end: 400 ms blocks with 75 % overlap, the
+    -70 LUFS absolute gate and the -10 LU relative gate. tests/test_mix.py
+    checks it against pyloudnorm's integrated_loudness.
+    """
+
+    STEP_S = 0.1
+    STEPS_PER_BLOCK = 4
+    CHUNK = 1 << 16
+
+    def __init__(self, sample_rate_hz: int) -> None:
+        import pyloudnorm
+
+        # pyloudnorm's K-weighting stages (high shelf, then high pass) for this rate
+        self._stages = [(f.b, f.a, f.passband_gain) for f in pyloudnorm.Meter(sample_rate_hz)._filters.values()]
+        self._state: list[np.ndarray] | None = None
+        self._step = round(self.STEP_S * sample_rate_hz)
+        self._partial: np.ndarray | None = None       # energy of the unfinished step, per channel
+        self._partial_n = 0
+        self._steps: list[np.ndarray] = []
+        self.n_samples = 0
+        self.sample_rate_hz = sample_rate_hz
+
+    def add(self, audio: np.ndarray) -> "LoudnessMeter":
+        from scipy.signal import lfilter
+
+        audio = _as_2d(audio)
+        if len(audio) > self.CHUNK:                     # long spans in pieces: the float64 copies stay small
+            for lo in range(0, len(audio), self.CHUNK):
+                self.add(audio[lo:lo + self.CHUNK])
+            return self
+        x = audio.astype(np.float64)
+        if len(x) == 0:
+            return self
+        if self._state is None:
+            self._state = [np.zeros((max(len(a), len(b)) - 1, x.shape[1])) for b, a, _ in self._stages]
+            self._partial = np.zeros(x.shape[1])
+        for i, (b, a, gain) in enumerate(self._stages):
+            x, self._state[i] = lfilter(b, a, x, axis=0, zi=self._state[i])
+            x = x * gain
+        energy = x * x
+        self.n_samples += len(x)
+        pos = 0
+        while pos < len(energy):
+            take = min(self._step - self._partial_n, len(energy) - pos)
+            self._partial += energy[pos:pos + take].sum(axis=0)
+            self._partial_n += take
+            pos += take
+            if self._partial_n == self._step:
+                self._steps.append(self._partial)
+                self._partial, self._partial_n = np.zeros_like(self._partial), 0
+        return self
+
+    def lufs(self) -> float:
+        """Integrated loudness in LUFS; -inf when undefined (under one 400 ms block, or all below -70 LUFS)."""
+        if len(self._steps) < self.STEPS_PER_BLOCK:
+            return float("-inf")
+        steps = np.array(self._steps)                                           # (steps, channels)
+        sums = np.cumsum(np.vstack([np.zeros((1, steps.shape[1])), steps]), axis=0)
+        z = (sums[self.STEPS_PER_BLOCK:] - sums[:-self.STEPS_PER_BLOCK]) / (self.STEPS_PER_BLOCK * self._step)
+        weights = np.array(_CHANNEL_WEIGHTS[:z.shape[1]])
+        with np.errstate(divide="ignore"):
+            block_lufs = -0.691 + 10.0 * np.log10(z @ weights)
+        gated = block_lufs >= -70.0
+        if not gated.any():
+            return float("-inf")
+        relative = -0.691 + 10.0 * np.log10(z[gated].mean(axis=0) @ weights) - 10.0
+        gated &= block_lufs > relative
+        if not gated.any():
+            return float("-inf")
+        return float(-0.691 + 10.0 * np.log10(z[gated].mean(axis=0) @ weights))
+
+
 def integrated_lufs(audio: np.ndarray, sample_rate_hz: int) -> float:
-    """EBU R128 / BS.1770 integrated loudness (pyloudnorm), in LUFS.
+    """EBU R128 / BS.1770 integrated loudness in LUFS (LoudnessMeter), of one array.
 
     Returns float("-inf") when loudness is undefined: audio shorter than one
-    400 ms gating block (pyloudnorm would raise; padding with silence would
-    understate it), or audio entirely under the -70 LUFS absolute gate
-    (silence). Callers treat -inf as "nothing to measure".
+    400 ms gating block (padding with silence would understate it), or audio
+    entirely under the -70 LUFS absolute gate (silence). Callers treat -inf as
+    "nothing to measure".
     """
-    import pyloudnorm
-
-    audio = _as_2d(audio)
-    if len(audio) < LOUDNESS_BLOCK_S * sample_rate_hz:
-        return float("-inf")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lufs = pyloudnorm.Meter(sample_rate_hz).integrated_loudness(audio.astype(np.float64))
-    return float(lufs) if np.isfinite(lufs) else float("-inf")
+    return LoudnessMeter(sample_rate_hz).add(audio).lufs()
 
 
 def loudness_match_gain_db(dub_speech: np.ndarray, source_dialogue: np.ndarray, sample_rate_hz: int) -> float:
@@ -433,11 +586,14 @@ def loudness_match_gain_db(dub_speech: np.ndarray, source_dialogue: np.ndarray, 
     0.0 when either loudness is undefined (too short or silent): with nothing
     to compare, leaving the dub as synthesized is the safe choice.
     """
-    dub = integrated_lufs(dub_speech, sample_rate_hz)
-    ref = integrated_lufs(source_dialogue, sample_rate_hz)
-    if not (math.isfinite(dub) and math.isfinite(ref)):
+    return gain_to_match_db(integrated_lufs(dub_speech, sample_rate_hz),
+                            integrated_lufs(source_dialogue, sample_rate_hz))
+
+
+def gain_to_match_db(dub_lufs: float, reference_lufs: float) -> float:
+    if not (math.isfinite(dub_lufs) and math.isfinite(reference_lufs)):
         return 0.0
-    return ref - dub
+    return reference_lufs - dub_lufs
 
 
 def apply_gain_db(audio: np.ndarray, db: float) -> np.ndarray:
@@ -445,7 +601,13 @@ def apply_gain_db(audio: np.ndarray, db: float) -> np.ndarray:
 
 
 def true_peak_dbfs(audio: np.ndarray, sample_rate_hz: int) -> float:
-    """Peak of the signal oversampled 4x (BS.1770 Annex 2), in dBFS; -inf for silence.
+    """Peak of the signal oversampled 4x (BS.1770 Annex 2), in dBFS; -inf for silence (see true_peak_of)."""
+    audio = _as_2d(audio)
+    return true_peak_of(array_reader(audio), len(audio), sample_rate_hz)
+
+
+def true_peak_of(read: Reader, n_samples: int, sample_rate_hz: int) -> float:
+    """True peak in dBFS of a track read by range.
 
     Below 44.1 kHz the oversampling rises so the interpolated rate stays at
     least 176.4 kHz, as 4x at 44.1 kHz gives. Done in blocks so a full-length
@@ -455,17 +617,18 @@ def true_peak_dbfs(audio: np.ndarray, sample_rate_hz: int) -> float:
     """
     from scipy.signal import resample_poly
 
-    audio = _as_2d(audio)
-    if len(audio) == 0:
+    if n_samples == 0:
         return float("-inf")
     factor = 4 if sample_rate_hz >= 44100 else math.ceil(176400 / sample_rate_hz)
-    block, margin = 1 << 18, 64
-    peak = float(np.max(np.abs(audio)))
-    for lo in range(0, len(audio), block):
-        a, b = max(0, lo - margin), min(len(audio), lo + block + margin)
-        up = resample_poly(audio[a:b].astype(np.float64), factor, 1, axis=0)
-        keep = up[(lo - a) * factor:(min(len(audio), lo + block) - a) * factor]
-        peak = max(peak, float(np.max(np.abs(keep))))
+    block, margin = 1 << 16, 64
+    peak = 0.0
+    for lo in range(0, n_samples, block):
+        a, b = max(0, lo - margin), min(n_samples, lo + block + margin)
+        samples = read(a, b).astype(np.float64)
+        peak = max(peak, float(np.max(np.abs(samples), initial=0.0)))
+        up = resample_poly(samples, factor, 1, axis=0)
+        keep = up[(lo - a) * factor:(min(n_samples, lo + block) - a) * factor]
+        peak = max(peak, float(np.max(np.abs(keep), initial=0.0)))
     return 20.0 * math.log10(peak) if peak > 0 else float("-inf")
 
 
@@ -474,26 +637,13 @@ def limit_peak(audio: np.ndarray, sample_rate_hz: int, ceiling_dbfs: float = -1.
 
     One gain for the whole track (no compression: the mix keeps its
     dynamics). Returns the audio and the gain applied in dB (0.0 if none).
-    The gain undershoots by 0.001 dB so float32 rounding cannot leave the
-    result a hair over the ceiling.
     """
     audio = _as_2d(audio)
-    peak_dbfs = true_peak_dbfs(audio, sample_rate_hz)
-    if peak_dbfs <= ceiling_dbfs:
-        return audio, 0.0
-    gain_db = ceiling_dbfs - peak_dbfs - 0.001
-    return apply_gain_db(audio, gain_db), gain_db
+    gain_db = peak_limit_gain_db(true_peak_dbfs(audio, sample_rate_hz), ceiling_dbfs)
+    return (apply_gain_db(audio, gain_db), gain_db) if gain_db else (audio, 0.0)
 
 
-def concat_spans(audio: np.ndarray, sample_rate_hz: int, spans_s: list[tuple[float, float]]) -> np.ndarray:
-    """The audio inside the spans, back to back (e.g. the source dialogue alone)."""
-    audio = _as_2d(audio)
-    pieces = []
-    for start_s, end_s in spans_s:
-        lo = max(0, round(start_s * sample_rate_hz))
-        hi = min(len(audio), round(end_s * sample_rate_hz))
-        if lo < hi:
-            pieces.append(audio[lo:hi])
-    if not pieces:
-        return np.zeros((0, audio.shape[1]), dtype=np.float32)
-    return np.concatenate(pieces)
+def peak_limit_gain_db(peak_dbfs: float, ceiling_dbfs: float) -> float:
+    """The gain that brings a true peak to the ceiling (0.0 if under it). It undershoots by
+    0.001 dB so float32 rounding cannot leave the result a hair over the ceiling."""
+    return 0.0 if peak_dbfs <= ceiling_dbfs else ceiling_dbfs - peak_dbfs - 0.001

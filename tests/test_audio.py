@@ -274,8 +274,52 @@ def test_limit_peak_brings_hot_track_under_ceiling():
     assert gain0 == 0.0 and same is quiet
 
 
-def test_concat_spans():
-    x = np.arange(100, dtype=np.float32).reshape(-1, 1)
-    out = A.concat_spans(x, 10, [(1.0, 2.0), (5.0, 5.5), (9.5, 20.0)])
-    np.testing.assert_array_equal(out[:, 0], np.r_[10:20, 50:55, 95:100].astype(np.float32))
-    assert A.concat_spans(x, 10, []).shape == (0, 1)
+def test_loudness_meter_fed_in_pieces_equals_pyloudnorm_on_the_whole():
+    import pyloudnorm
+
+    rng = np.random.default_rng(0)
+    for sr, channels, seconds in [(48000, 2, 6.3), (16000, 1, 3.0), (44100, 5, 4.0), (48000, 1, 0.45)]:
+        n = round(seconds * sr)
+        x = (rng.standard_normal((n, channels)) * np.linspace(0.01, 0.3, n)[:, None]).astype(np.float32)
+        x[n // 3:n // 2] = 0.0                                   # a silence, gated out
+        meter = A.LoudnessMeter(sr)
+        for lo in range(0, n, 12345):
+            meter.add(x[lo:lo + 12345])
+        reference = pyloudnorm.Meter(sr).integrated_loudness(x.astype(np.float64))
+        assert meter.lufs() == pytest.approx(reference, abs=0.01)
+    assert A.LoudnessMeter(SR).add(np.zeros((SR, 1))).lufs() == float("-inf")
+
+
+def speech_over_bed(seconds: float, sr: int, spans: list[tuple[float, float]]) -> np.ndarray:
+    n = round(seconds * sr)
+    x = np.stack([band_noise(200, 3000, n, 0.05, seed=1, sr=sr), band_noise(200, 3000, n, 0.05, seed=2, sr=sr)], 1)
+    for a, b in spans:
+        lo, hi = round(a * sr), round(b * sr)
+        x[lo:hi] += tone(180, (hi - lo) / sr, sr=sr, amplitude=0.4)
+    return x
+
+
+@pytest.mark.parametrize("mode", ["spectral", "duck"])
+def test_background_block_by_block_equals_the_whole_track_at_once(mode):
+    """The mix cleans a feature's audio in 30 s blocks; here 1.3 s blocks, with spans across block edges
+    and one long span over several blocks: the same samples as one pass over the whole track."""
+    sr = 16000
+    spans = [(0.2, 1.1), (1.25, 1.5), (2.4, 6.9), (8.0, 8.3)]
+    x = speech_over_bed(10.0, sr, spans)
+    whole = A.background_estimate(x, sr, spans, mode, -18.0, 0.08)
+    background = A.Background(A.array_reader(x), len(x), sr, spans, mode, -18.0, 0.08)
+    pieces = np.concatenate([background.block(lo, hi) for lo, hi in A.blocks(len(x), sr, 1.3)])
+    assert pieces.shape == whole.shape
+    assert np.max(np.abs(pieces - whole)) < 1e-5
+    assert np.max(np.abs(whole - x)) > 0.1                    # and the speech was taken out
+
+
+def test_true_peak_of_a_file_read_in_ranges_equals_the_array(tmp_path):
+    sr = 48000
+    x = np.concatenate([tone(997, 3.0, sr=sr, amplitude=0.3), tone(sr / 4, 0.1, sr=sr, amplitude=0.7, phase=np.pi / 4)])
+    A.write_wav(tmp_path / "x.wav", x, sr)
+    with A.FileReader(tmp_path / "x.wav") as reader:
+        from_file = A.true_peak_of(reader, reader.n_samples, sr)
+    assert from_file == pytest.approx(A.true_peak_dbfs(A.read_wav(tmp_path / "x.wav")[0], sr), abs=1e-6)
+    # a quarter-rate tone at 45 degrees: samples at 0.7 sin(pi/4) = 0.49, the wave itself peaks at 0.7
+    assert from_file == pytest.approx(20 * math.log10(0.7), abs=0.3)
