@@ -25,15 +25,35 @@ def ffmpeg(*args: str, timeout_s: float = 3600) -> str:
     return proc.stderr
 
 
-def check_complete(path: str) -> None:
-    """Read every packet (no decoding): a truncated upload whose header is intact fails here.
+def check_complete(path: str) -> list[str]:
+    """Read every packet (no decoding): a truncated or structurally broken file fails here.
 
-    Such a file probes fine (the header promises the full duration) and ffmpeg
-    even exits 0 on it, reporting only "partial file" in its log.
+    A truncated upload whose header is intact probes fine (the header promises
+    the full duration) and ffmpeg even exits 0 on it, reporting only "partial
+    file" in its log: any message of the demuxer (or of ffmpeg itself) fails
+    the video. Damage inside packets (corrupt bytes in the middle of an intact
+    container: the codec parsers' messages) does not: the shards whose picture
+    cannot be decoded fail on their own, with their time range, and the rest of
+    the video is dubbed. Returns those parser messages (empty for a clean file).
     """
+    import av
+
+    with av.open(path) as container:
+        demuxer = container.format.name
     log = ffmpeg("-i", path, "-map", "0", "-c", "copy", "-f", "null", "-").strip()
-    if log:
-        raise MediaError(f"damaged or truncated file: {' | '.join(log.splitlines()[-2:])}")
+    lines = log.splitlines() if log else []
+    structural = [line for line in lines if not _is_parser_message(line, demuxer)]
+    if structural:
+        raise MediaError(f"damaged or truncated file: {' | '.join(structural[-2:])}")
+    return lines
+
+
+def _is_parser_message(line: str, demuxer: str) -> bool:
+    """A log line of a bitstream parser ("[NULL @ 0x...]", "[h264 @ 0x...]"), not of the demuxer or ffmpeg."""
+    if not line.startswith("[") or " @ 0x" not in line.split("]", 1)[0]:
+        return False
+    name = line[1:line.index(" @ 0x")]
+    return name != demuxer and "#" not in name and "/" not in name
 
 
 @dataclass(frozen=True)
@@ -160,7 +180,7 @@ class Frame:
 
 
 def decoded(path: str, start_frame: int = 0, end_frame: int | None = None,
-            frame_times_pts_s: "np.ndarray | None" = None):
+            frame_times_pts_s: "np.ndarray | None" = None, damaged: list | None = None):
     """(index, time_s, av.VideoFrame) for every frame of the first video stream, in order.
 
     Times are relative to the first frame, so they line up with the audio that
@@ -171,6 +191,11 @@ def decoded(path: str, start_frame: int = 0, end_frame: int | None = None,
     seeks to the keyframe before the start (a shard of a long video does not
     decode everything before it), and `frame_times_pts_s` (every frame's
     presentation time, from `frame_times`) tells each decoded frame's index.
+
+    A packet that does not decode (damaged data) raises, unless a `damaged`
+    list is given: then its time (s, or None) is added to the list, the
+    decoder goes on with the next packet, and the frames it could not make
+    are missing from what comes out (the caller sees the gap in the indices).
     """
     import av
     import numpy as np
@@ -178,9 +203,9 @@ def decoded(path: str, start_frame: int = 0, end_frame: int | None = None,
     with av.open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        if start_frame == 0 and end_frame is None:
+        if start_frame == 0 and end_frame is None and damaged is None:
             first = None
-            for i, f in enumerate(container.decode(stream)):
+            for i, f in enumerate(_frames(container, stream, damaged)):
                 t = float(f.time) if f.time is not None else i / float(stream.average_rate or 25)
                 first = t if first is None else first
                 yield i, t - first, f
@@ -193,7 +218,7 @@ def decoded(path: str, start_frame: int = 0, end_frame: int | None = None,
         tolerance = float(np.min(np.diff(times))) / 2 if len(times) > 1 else 0.5
         if start_frame > 0:
             container.seek(int(times[start_frame] / stream.time_base), stream=stream, backward=True)
-        for f in container.decode(stream):
+        for f in _frames(container, stream, damaged):
             if f.time is None:
                 continue
             t = float(f.time)
@@ -203,6 +228,21 @@ def decoded(path: str, start_frame: int = 0, end_frame: int | None = None,
             if i < start_frame or abs(times[i] - t) > tolerance:
                 continue
             yield i, t - float(times[0]), f
+
+
+def _frames(container, stream, damaged: list | None):
+    import av
+
+    if damaged is None:
+        yield from container.decode(stream)
+        return
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError:
+            damaged.append(float(packet.pts * stream.time_base) if packet.pts is not None else None)
+            continue
+        yield from frames
 
 
 def frame_times(path: str) -> "np.ndarray":

@@ -38,7 +38,7 @@ class ProbeMedia(Operator):
             if p.duration_s > limit_s:
                 raise MediaError(f"the video is {_clock(p.duration_s)} long, over the limit of {_clock(limit_s)} "
                                  f"(shards.max_video_s)")
-            check_complete(path)
+            damage = check_complete(path)
             # Once per video, not per language: every output's C2PA manifest cites the source by this hash.
             source_sha256 = provenance.file_sha256(path)
             if p.audio_sample_rate_hz is None:
@@ -57,6 +57,10 @@ class ProbeMedia(Operator):
                              + ("silence put before it" if offset_s > 0 else "the part before the picture dropped"))
             if audio_end_s is not None and audio_end_s < p.duration_s - NOTE_AUDIO_SHORTFALL_S:
                 notes.append(f"audio ends at {audio_end_s:.2f} s of {p.duration_s:.2f} s: padded with silence")
+            if damage:
+                notes.append(f"damaged data inside the file ({len(damage)} parser messages, first: {damage[0]}): "
+                             f"frames that do not decode show the nearest frame that does, and a shard whose faces cannot "
+                             f"be analysed keeps its lips")
             source_audio = paths.video_work(self.work_dir, row["video_id"], "source.wav")
             asr_audio = paths.video_work(self.work_dir, row["video_id"], "asr16k.wav")
             with uris.staged_output(source_audio) as hi, uris.staged_output(asr_audio) as lo:
@@ -72,11 +76,14 @@ class ProbeMedia(Operator):
                     return ("-map", f"0:a:{p.audio_track}", "-af", f"{align},apad{extra}",
                             "-t", f"{p.duration_s:.6f}", "-c:a", "pcm_s16le")
 
-                ffmpeg("-i", path,
+                audio_log = ffmpeg("-i", path,
                        *per_output(""), "-ac", str(SURROUND_CHANNELS if surround else 2),
                        "-ar", str(self.config.mix.sample_rate_hz), hi,
                        *per_output(f",pan=mono|c0=c{CENTRE_CHANNEL}" if surround else ""), "-ac", "1",
                        "-ar", str(ASR_SAMPLE_RATE_HZ), lo)
+            if audio_log.strip():
+                notes.append(f"the audio track has damaged frames ({len(audio_log.strip().splitlines())} decode "
+                             f"errors): silence where they were, the rest kept in time")
         return {**row,
                 "duration_s": p.duration_s, "fps": p.fps, "frame_count": p.frame_count,
                 "width": p.width, "height": p.height, "video_codec": p.video_codec,
@@ -88,18 +95,21 @@ class ProbeMedia(Operator):
 
 
 def _align_filter(offset_s: float, sample_rate_hz: int) -> str:
-    """ffmpeg filters that put the audio's first sample `offset_s` after the first frame.
+    """ffmpeg filters that put the audio's first sample `offset_s` after the first frame, gaps kept.
 
     ffmpeg's wav output ignores timestamps (a stream that starts late would start at 0), so
     the timestamps are reset and the offset is made of samples: silence before a late start,
     samples dropped from an early one.
     """
     shift = round(abs(offset_s) * sample_rate_hz)
+    # Audio frames that cannot be decoded (damaged data) leave a gap in the timestamps; the wav
+    # would close it and put everything after it early. aresample fills gaps over 10 ms with silence.
+    start = f"asetpts=PTS-STARTPTS,aresample=async=1:min_hard_comp=0.01:first_pts=0"
     if offset_s > 0 and shift:
-        return f"asetpts=PTS-STARTPTS,adelay=delays={shift}S:all=1"
+        return f"{start},adelay=delays={shift}S:all=1"
     if offset_s < 0 and shift:
-        return f"asetpts=PTS-STARTPTS,atrim=start_sample={shift},asetpts=PTS-STARTPTS"
-    return "asetpts=PTS-STARTPTS"
+        return f"{start},atrim=start_sample={shift},asetpts=PTS-STARTPTS"
+    return start
 
 
 def _clock(seconds: float) -> str:

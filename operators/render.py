@@ -39,7 +39,7 @@ RENDERER_AUDIO_WINDOW_S = 0.2
 class RenderLips(Operator):
     name = "render"
     reads = ("uri", "lip_targets_uri", "faces_uri", "shards", "shard_index", "frame_times_uri", "segments")
-    writes = ("shard_output_uri",)
+    writes = ("shard_output_uri", "source_notes")
     resources = Resources(num_cpus=1, memory_gb=1.5)
     output_schema = RESULT_SHARD_ROW
 
@@ -76,14 +76,18 @@ class RenderLips(Operator):
         out_uri = paths.rendered_shard(self.work_dir, row["video_id"], row["lang"], row["shard_index"], fmt.suffix)
         times_pts = load_frame_times(row["frame_times_uri"])
         with uris.local_copy(row["uri"]) as src, uris.staged_output(out_uri) as out:
-            written = self._encode(src, out, fmt, targets, faces, renderers, speech, origin_s,
-                                   start, end, times_pts)
-        if written != end - start:
-            raise MediaError(f"frames {start}-{end} of the picture: {written} decoded of {end - start} "
-                             f"(damaged picture data?)")
+            held = self._encode(src, out, fmt, targets, faces, renderers, speech, origin_s,
+                                start, end, times_pts)
+        notes = list(row.get("source_notes") or [])
+        if held:
+            # Damaged data in the middle of the file: the frames that do not decode show the nearest
+            # frame that did, so the dub keeps every frame, its timing and the other shards' lips.
+            notes.append(f"shard {row['shard_index']} ({shard['start_s']:.2f}-{shard['end_s']:.2f} s): "
+                         f"{len(held)} frames could not be decoded (damaged data, frames {_ranges(held)}); "
+                         f"each shows the nearest frame that could")
         if renderers:
             add_model(row, self.name, next(iter(renderers.values())).model_info())
-        return {**row, "shard_output_uri": out_uri}
+        return {**row, "shard_output_uri": out_uri, "source_notes": notes}
 
     def _prepared_renderer(self, faces: dict[str, np.ndarray], tid: int):
         renderer = self._new_renderer()
@@ -98,7 +102,8 @@ class RenderLips(Operator):
 
     def _encode(self, src: str, out: str, fmt: formats.OutputFormat, targets: dict[int, tuple[int, np.ndarray]],
                 faces: dict[str, np.ndarray], renderers: dict, speech: np.ndarray, origin_s: float,
-                start: int, end: int, times_pts: np.ndarray) -> int:
+                start: int, end: int, times_pts: np.ndarray) -> list[int]:
+        """Draw and encode frames [start, end); returns the frames that did not decode and were held."""
         import av
 
         lm_rows = {tid: landmarks_by_frame(faces, tid) for tid in renderers}
@@ -116,8 +121,17 @@ class RenderLips(Operator):
                 stream.time_base = time_base
                 stream.codec_context.time_base = time_base
                 stream.options = formats.encoder_options(fmt, self.config.output)
-                written = 0
-                for index, _, decoded_frame in decoded(src, start, end, times_pts):
+                held: list[int] = []
+                last = None
+
+                def put(picture, index: int) -> None:
+                    picture.pts = int(round(float(times_pts[index]) / float(time_base))) - first_pts
+                    picture.time_base = time_base
+                    for packet in stream.encode(picture):
+                        sink.mux(packet)
+
+                damaged: list = []
+                for index, _, decoded_frame in decoded(src, start, end, times_pts, damaged=damaged):
                     picture = decoded_frame.reformat(format=fmt.pixel_format)
                     if index in targets:
                         tid, lips = targets[index]
@@ -126,14 +140,43 @@ class RenderLips(Operator):
                         rgb = decoded_frame.to_ndarray(format="rgb24")
                         new = renderers[tid].render(rgb, lm, lips, speech[max(0, centre - half):centre + half])
                         picture = _with_box(picture, new, geometry.mouth_box(lm))
-                    picture.pts = decoded_frame.pts - first_pts
-                    picture.time_base = time_base
-                    for packet in stream.encode(picture):
-                        sink.mux(packet)
-                    written += 1
+                    # frames before this one that did not decode hold this one (or the one before them)
+                    missing = range(start if last is None else last[1] + 1, index)
+                    for i in missing:
+                        put(_copied(last[0] if last is not None else picture), i)
+                    held.extend(missing)
+                    put(picture, index)
+                    last = (picture, index)
+                if last is None:
+                    raise MediaError(f"frames {start}-{end} of the picture: none could be decoded "
+                                     f"({len(damaged)} damaged packets)")
+                for i in range(last[1] + 1, end):
+                    put(_copied(last[0]), i)
+                    held.append(i)
                 for packet in stream.encode():
                     sink.mux(packet)
-        return written
+        return held
+
+
+def _copied(picture):
+    """A new frame with the same pictures (a frame handed to the encoder is not sent again)."""
+    import av
+
+    out = av.VideoFrame(picture.width, picture.height, picture.format.name)
+    for d, s in zip(plane_arrays(out), plane_arrays(picture)):
+        d[:] = s
+    return out
+
+
+def _ranges(frames: list[int]) -> str:
+    """'3-7, 12' for [3, 4, 5, 6, 7, 12]."""
+    spans: list[list[int]] = []
+    for f in frames:
+        if spans and f == spans[-1][1] + 1:
+            spans[-1][1] = f
+        else:
+            spans.append([f, f])
+    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in spans)
 
 
 def _with_box(picture, rgb: np.ndarray, box: tuple[int, int, int, int]):

@@ -7,9 +7,11 @@ the joined picture has the source's frame count and frame times. The mouth
 shapes on both sides of a join come from one plan (operators/plan_lips.py),
 so a join inside a shot does not show.
 
-A shard whose render failed (its frames do not decode, say) leaves the
-whole picture as the source's, lips unchanged, with the shard's time range
-and the reason in `lip_reason`: the dub itself is still delivered.
+A shard whose render failed leaves the whole picture as the source's, lips
+unchanged, with the shard's time range and the reason in `lip_reason`: the
+dub itself is still delivered. (Frames that do not decode, from damaged data
+inside the file, do not fail a shard: the render holds the nearest frame that
+did, and says so in `source_notes`.)
 """
 from __future__ import annotations
 
@@ -50,6 +52,8 @@ class Stitch(Operator):
         # Stages before the split ran once and are in every shard's row; the render ran per shard.
         timings = _summed(list(first.get("timings") or []) + [t for r in rows[1:] for t in r.get("timings") or []
                                                               if t["stage"] == "render"])
+        # the video's notes, and what each shard's render added (frames held over damaged data, say)
+        notes = list(dict.fromkeys(n for r in rows for n in r.get("source_notes") or []))
         if broken:
             # The picture of that stretch could not be drawn (its frames do not decode, say): the
             # dub keeps the source's picture throughout, its lips as they were, and says why.
@@ -59,12 +63,13 @@ class Stitch(Operator):
                    f"at {broken[0]['error_stage']}: {broken[0]['error']}; the source's picture is kept")
             ok = next((r for r in rows if r["status"] not in (FAILED, SKIPPED)), None)
             base = ok if ok is not None else {**broken[0], "status": None, "error_stage": None, "error": None}
-            row = {**base, "timings": timings, "rendered_video_uri": None, "lip_status": "unchanged",
+            row = {**base, "timings": timings, "source_notes": notes, "rendered_video_uri": None,
+                   "lip_status": "unchanged",
                    "lip_reason": why, "frames_rerendered": 0, "share_rerendered": 0.0,
                    "segments": [{**seg, "lip_frames_rendered": 0} for seg in base["segments"] or []]}
         else:
             try:
-                row = {**first, "rendered_video_uri": self._stitched(rows), "timings": timings}
+                row = {**first, "rendered_video_uri": self._stitched(rows), "timings": timings, "source_notes": notes}
             except Exception as e:  # noqa: BLE001 - failures are data
                 row = {**first, "timings": timings, "status": FAILED, "error_stage": self.name,
                        "error": uris.redact_text(f"{type(e).__name__}: {e}")}
