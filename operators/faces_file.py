@@ -20,7 +20,7 @@ The merge writes the video's faces file, a small JSON index of the parts (in
 frame order), of the tracks it joined across cuts inside a shot, and of the
 speaker (face identity across shots) of each track:
 
-  {"frame_times_uri": uri, "parts": [uri, ...],
+  {"frame_times_uri": uri, "parts": [uri, ...], "part_shards": [shard index of each part, ...],
    "same_track": {"<track id>": <the id it continues>, ...},
    "speaker_of_track": {"<track id>": <speaker id>, ...}}
 
@@ -40,6 +40,9 @@ import numpy as np
 from operators import uri as uris
 
 SAMPLE_KEYS = ("sample_track", "sample_frame", "landmarks")
+# Track ids of shard k start at k * this: unique in the video without any coordination, and a
+# track's id names the shard (and so the part) it began in.
+TRACK_IDS_PER_SHARD = 10000
 # Mouth crops of one track read from all its parts together, at most.
 MAX_CROPS_LOADED = 600
 MARGIN_KEYS = ("margin_track", "margin_frame", "margin_landmarks")
@@ -108,11 +111,11 @@ def read_embeddings(faces_uri: str) -> Embeddings:
 
 
 def write_index(faces_uri: str, frame_times_uri: str, parts: list[str], same_track: dict[int, int],
-                speaker_of_track: dict[int, int] | None = None) -> None:
-    """The video's faces file: its frame times (every frame, whether a part covers it or not), parts,
-    joined tracks and each (joined) track's speaker."""
+                speaker_of_track: dict[int, int] | None = None, part_shards: list[int] | None = None) -> None:
+    """The video's faces file: its frame times (every frame, whether a part covers it or not), parts
+    (and the shard of each), joined tracks and each (joined) track's speaker."""
     uris.write_bytes(faces_uri, json.dumps({
-        "frame_times_uri": frame_times_uri, "parts": parts,
+        "frame_times_uri": frame_times_uri, "parts": parts, "part_shards": part_shards,
         "same_track": {str(k): v for k, v in same_track.items()},
         "speaker_of_track": {str(k): v for k, v in (speaker_of_track or {}).items()}}).encode())
 
@@ -125,11 +128,14 @@ def speaker_of_track(faces_uri: str) -> dict[int, int]:
     return {int(k): int(v) for k, v in index.get("speaker_of_track", {}).items()}
 
 
-def load(faces_uri: str, with_crops: bool = True, crops_of: set[int] | None = None) -> dict[str, np.ndarray]:
+def load(faces_uri: str, with_crops: bool = True, crops_of: set[int] | None = None,
+         for_shard: int | None = None) -> dict[str, np.ndarray]:
     """The whole video's face arrays (see the module doc), from a part or an index of parts.
 
     Mouth crops are the bulk of it: `with_crops=False` leaves them all out, `crops_of` keeps those of
-    the tracks given (ids as returned, after joins).
+    the tracks given (ids as returned, after joins). `for_shard` reads only what one shard's render
+    needs: that shard's part, and the parts where the tracks of `crops_of` were seen (their crops and
+    the landmarks of their frames); a film's every render does not read every part.
     """
     keys = ("frame_times_s",) + SAMPLE_KEYS
     if not faces_uri.endswith(".json"):
@@ -140,7 +146,11 @@ def load(faces_uri: str, with_crops: bool = True, crops_of: set[int] | None = No
     samples = {k: [] for k in SAMPLE_KEYS}
     crops: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
     wanted_parts = None if crops_of is None else {t for t, root in same.items() if root in crops_of} | crops_of
-    for part_uri in index["parts"]:
+    parts = index["parts"]
+    if for_shard is not None and index.get("part_shards") is not None:
+        shards = {for_shard} | {t // TRACK_IDS_PER_SHARD for t in wanted_parts or ()}
+        parts = [uri for uri, k in zip(parts, index["part_shards"]) if k in shards]
+    for part_uri in parts:
         part = read_part(part_uri, None if with_crops and crops_of is None else keys,
                          wanted_parts if with_crops else None)
         for k in SAMPLE_KEYS:

@@ -81,7 +81,7 @@ class MergeShards(Operator):
         tracks = [{**t, "speaker_id": speakers[t["track_id"]]} for t in tracks]
         faces_uri = paths.video_work(self.work_dir, row["video_id"], "faces.json")
         faces_file.write_index(faces_uri, planned["frame_times_uri"], [p["faces_uri"] for _, p in ok_parts], same,
-                               speakers)
+                               speakers, [s["shard_index"] for s, _ in ok_parts])
         times = load_frame_times(planned["frame_times_uri"])
 
         heard = Counter()

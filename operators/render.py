@@ -64,7 +64,7 @@ class RenderLips(Operator):
         start, end = shard["start_frame"], shard["end_frame"]
         targets = load_targets(row["lip_targets_uri"], start, end)
         tracks = {t for t, _ in targets.values()}
-        faces = load_faces_file(row["faces_uri"], crops_of=tracks)
+        faces = load_faces_file(row["faces_uri"], crops_of=tracks, for_shard=row["shard_index"])
         times = faces["frame_times_s"]
         renderers = {tid: self._prepared_renderer(faces, tid) for tid in sorted(tracks)}
         # The renderer hears the dub around each frame: the shard's stretch of it, with a margin.

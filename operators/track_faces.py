@@ -39,8 +39,6 @@ IOU_MATCH = 0.3
 MAX_OUTSIDE_SHARE = 0.25
 CROP_EVERY_FRAMES = 2
 MAX_CROPS_PER_TRACK = 600
-# Track ids of shard k start at k * this: unique in the video without any coordination.
-TRACK_IDS_PER_SHARD = 10000
 # A few views of a face average out its expression and pose; more cost time and add little.
 EMBED_EVERY_S = 2.0
 MAX_EMBEDDINGS_PER_TRACK = 5
@@ -133,7 +131,7 @@ class TrackFaces(Operator):
         times_pts = load_frame_times(row["frame_times_uri"])
         shots_by_frame = shot_of_frames(row["shots"], len(times_pts) + 1)
         # Track ids are unique in the video: each shard numbers its own from its own base.
-        next_id = row["shard_index"] * TRACK_IDS_PER_SHARD
+        next_id = row["shard_index"] * faces_file.TRACK_IDS_PER_SHARD
         active: list[_Track] = []
         done: list[_Track] = []
         times: dict[int, float] = {}
