@@ -20,6 +20,8 @@ blocks (a 2-hour film is 7 M samples a minute at 16 kHz; never all at once).
 """
 from __future__ import annotations
 
+import time
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -141,6 +143,7 @@ class PlanShards(Operator):
     output_schema = VIDEO
 
     def process_row(self, row: dict) -> dict:
+        started = time.perf_counter()
         with uris.local_copy(row["uri"]) as path:
             times_pts = frame_times(path)
         if len(times_pts) != row["frame_count"]:
@@ -154,7 +157,10 @@ class PlanShards(Operator):
         shards = plan(times_pts - times_pts[0], shot_starts, quiet, self.config.shards)
         row = {**row, "shards": shards, "frame_times_uri": frame_times_uri}
         # The plan phase's checkpoint: the next phases (and a re-run) start from it.
-        checkpoint.save_plan(self.work_dir, {**row, "status": OK}, self.config)
+        # (Its own time is in it too: the base class adds that to the row returned, after this.)
+        own = {"stage": self.name, "wall_s": time.perf_counter() - started}
+        checkpoint.save_plan(self.work_dir, {**row, "status": OK,
+                                             "timings": list(row.get("timings") or []) + [own]}, self.config)
         return row
 
 

@@ -7,6 +7,10 @@ one shard's frames and dub speech, never the video's. Only the mouth box of
 a re-rendered frame changes; the rest of it, and every other frame, is
 passed through as decoded (planes untouched).
 
+A shard's file is kept with a fingerprint of what it was drawn from (the
+source, the planned mouth shapes of its frames, the dub it hears, the lips
+and output settings): a resumed job does not draw it again.
+
 Each shard is encoded on its own, in the codec and container that
 operators/formats.py picks (H.264 by default, ProRes for ProRes; the
 source's chroma and bit depth), with the source's frame times (variable
@@ -17,9 +21,12 @@ where the container cannot hold it.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+
 import numpy as np
 
-from operators import formats
+from operators import checkpoint, formats
 from operators import face_geometry as geometry
 from operators import lipsync
 from operators import paths
@@ -64,9 +71,8 @@ class RenderLips(Operator):
         start, end = shard["start_frame"], shard["end_frame"]
         targets = load_targets(row["lip_targets_uri"], start, end)
         tracks = {t for t, _ in targets.values()}
-        faces = load_faces_file(row["faces_uri"], crops_of=tracks, for_shard=row["shard_index"])
-        times = faces["frame_times_s"]
-        renderers = {tid: self._prepared_renderer(faces, tid) for tid in sorted(tracks)}
+        times_pts = load_frame_times(row["frame_times_uri"])
+        times = times_pts - times_pts[0]
         # The renderer hears the dub around each frame: the shard's stretch of it, with a margin.
         half_s = RENDERER_AUDIO_WINDOW_S / 2
         speech, origin_s = dub_speech_16k(row["segments"], float(times[start]) - half_s,
@@ -74,10 +80,19 @@ class RenderLips(Operator):
         fmt = formats.choose(row["video_codec"], row["pixel_format"], row["width"], row["height"],
                              self.config.output, rerendered=True)
         out_uri = paths.rendered_shard(self.work_dir, row["video_id"], row["lang"], row["shard_index"], fmt.suffix)
-        times_pts = load_frame_times(row["frame_times_uri"])
-        with uris.local_copy(row["uri"]) as src, uris.staged_output(out_uri) as out:
-            held = self._encode(src, out, fmt, targets, faces, renderers, speech, origin_s,
-                                start, end, times_pts)
+        print_ = self._fingerprint(row, targets, speech, origin_s, fmt)
+        done_uri = out_uri + ".done.json"
+        done = json.loads(uris.read_bytes(done_uri)) if self.config.run.resume and uris.exists(done_uri) else None
+        if done is not None and done.get("fingerprint") == print_ and uris.exists(out_uri):
+            held = done["held"]                          # a resumed job: this shard is drawn already
+        else:
+            faces = load_faces_file(row["faces_uri"], crops_of=tracks, for_shard=row["shard_index"])
+            renderers = {tid: self._prepared_renderer(faces, tid) for tid in sorted(tracks)}
+            with uris.local_copy(row["uri"]) as src, uris.staged_output(out_uri) as out:
+                held = self._encode(src, out, fmt, targets, faces, renderers, speech, origin_s,
+                                    start, end, times_pts)
+            # Written after the shard's file is in place: a killed render leaves no marker, and is redone.
+            uris.write_bytes(done_uri, json.dumps({"fingerprint": print_, "held": held}).encode())
         notes = list(row.get("source_notes") or [])
         if held:
             # Damaged data in the middle of the file: the frames that do not decode show the nearest
@@ -85,9 +100,23 @@ class RenderLips(Operator):
             notes.append(f"shard {row['shard_index']} ({shard['start_s']:.2f}-{shard['end_s']:.2f} s): "
                          f"{len(held)} frames could not be decoded (damaged data, frames {_ranges(held)}); "
                          f"each shows the nearest frame that could")
-        if renderers:
-            add_model(row, self.name, next(iter(renderers.values())).model_info())
+        if tracks:
+            add_model(row, self.name, self._new_renderer().model_info())
         return {**row, "shard_output_uri": out_uri, "source_notes": notes}
+
+    def _fingerprint(self, row: dict, targets: dict[int, tuple[int, np.ndarray]], speech: np.ndarray,
+                     origin_s: float, fmt: formats.OutputFormat) -> str:
+        """What a shard's picture is drawn from: the source, the mouth shapes planned for its frames,
+        the dub it hears, and the lips and output settings."""
+        h = hashlib.sha256(checkpoint.fingerprint(row, self.config, ("lips", "output")).encode())
+        h.update(json.dumps([row["lang"], row["shard_index"], row["shards"][row["shard_index"]],
+                             repr(fmt), round(origin_s, 6)], sort_keys=True, default=str).encode())
+        for index in sorted(targets):
+            tid, lips = targets[index]
+            h.update(np.array([index, tid], dtype=np.int64).tobytes())
+            h.update(np.ascontiguousarray(lips, dtype=np.float32).tobytes())
+        h.update(np.ascontiguousarray(speech, dtype=np.float32).tobytes())
+        return h.hexdigest()[:32]
 
     def _prepared_renderer(self, faces: dict[str, np.ndarray], tid: int):
         renderer = self._new_renderer()

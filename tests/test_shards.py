@@ -104,6 +104,24 @@ def test_the_dub_audio_is_the_same_sample_for_sample(runs):
     assert a.shape == b.shape and np.array_equal(a, b)
 
 
+def test_the_dub_audio_has_no_click_at_a_join(runs):
+    """The dub is mixed per video (in 10 s blocks, operators/mix.py), so no shard edge cuts the audio;
+    checked at the sample level anyway, at every shard join and every mix block edge: the largest step
+    between samples within 5 ms of it is no larger than the largest one in the half second around it."""
+    from operators.mix import MIX_BLOCK_S
+
+    _, row = runs["many"]
+    dub, sr = sf.read(row["dub_audio_uri"], always_2d=True)
+    step = np.abs(np.diff(dub, axis=0)).max(axis=1)
+    joins = [s["start_s"] for s in row["shards"][1:]] + list(np.arange(MIX_BLOCK_S, len(dub) / sr, MIX_BLOCK_S))
+    assert len(joins) >= 5
+    for t in joins:
+        at, near, around = round(t * sr), round(0.005 * sr), round(0.5 * sr)
+        here = step[at - near:at + near].max()
+        context = np.r_[step[max(0, at - around):at - near], step[at + near:at + around]].max()
+        assert here <= context, f"a step of {here:.4f} at {t:.2f} s, at most {context:.4f} around it"
+
+
 def _frames(path):
     with av.open(path) as c:
         return [f.to_ndarray(format="rgb24").astype(np.int16) for f in c.decode(video=0)]
@@ -136,7 +154,7 @@ def test_frames_are_identical_or_within_half_a_level(runs):
 
 
 def test_a_rerun_reuses_the_plan_and_every_shard_analysed(runs, episode):
-    """As after a job killed once analysis was done: the result is lost, the checkpoints are not."""
+    """As after a job killed once the shards were drawn: the result is lost, the checkpoints are not."""
     import glob
     import shutil
 
@@ -144,9 +162,13 @@ def test_a_rerun_reuses_the_plan_and_every_shard_analysed(runs, episode):
     kept = sorted(glob.glob(os.path.join(out, "_work", "episode", "shards", "*", "analysis.parquet")))
     plan = os.path.join(out, "_work", "episode", "plan.parquet")
     assert len(kept) == 5
-    stamps = {p: os.stat(p).st_mtime_ns for p in kept + [plan]}
+    drawn = sorted(glob.glob(os.path.join(out, "_work", "episode", "render", "es", "*.mp4")))
+    assert len(drawn) == 5
+    stamps = {p: os.stat(p).st_mtime_ns for p in kept + [plan] + drawn}
     shutil.rmtree(os.path.join(out, "_work", "_results"))
     shutil.rmtree(os.path.join(out, "manifest"))
     summary = run(episode, out, config=small_config(shards=SMALL_SHARDS, output={"video_crf": 0}))
     assert [r["status"] for r in summary.results] == [OK] and summary.resumed == 0
-    assert {p: os.stat(p).st_mtime_ns for p in stamps} == stamps          # nothing planned or analysed again
+    # nothing planned, analysed or drawn again (the dub is made the same again, so the render's
+    # fingerprints match)
+    assert {p: os.stat(p).st_mtime_ns for p in stamps} == stamps
