@@ -59,6 +59,7 @@ EPISODE_SIZE = (1920, 1080)
 FPS = 25
 SAMPLE_RATE_HZ = 48000
 SAMPLE_EVERY_S = 0.5
+PROGRESS_EVERY_S = 120
 GIB = 1024 ** 3
 # Goals of issue 10 ("Performance").
 GOAL_PROCESS_GIB = 3.0
@@ -283,6 +284,12 @@ class TreeSampler(threading.Thread):
             self.max_processes = max(self.max_processes, len(procs))
             if total > self.peak_sum_bytes:
                 self.peak_sum_bytes, self.peak_sum_at_s = total, time.perf_counter() - self.started
+            if self.samples % round(PROGRESS_EVERY_S / SAMPLE_EVERY_S) == 0:
+                # so a run stopped before its end still leaves its peaks so far in the log
+                peak = max(self.peak_by_pid.values(), default=(0, ""))
+                print(f"  [{time.perf_counter() - self.started:6.0f} s] {len(procs)} processes, now "
+                      f"{total / GIB:.2f} GiB; peaks so far: sum {self.peak_sum_bytes / GIB:.2f} GiB, largest "
+                      f"process {peak[0] / GIB:.2f} GiB ({_short(peak[1], 60)})", flush=True)
             self.stop.wait(SAMPLE_EVERY_S)
 
     def figures(self) -> dict:
