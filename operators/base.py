@@ -78,6 +78,9 @@ class Operator:
     reads: ClassVar[tuple[str, ...]] = ()
     writes: ClassVar[tuple[str, ...]] = ()
     resources: Resources = Resources()
+    # A split (one row in, several out: shards, languages): the pipeline puts each row it returns
+    # in a block of its own, so the rows after it run side by side, not one after another in a task.
+    fans_out: ClassVar[bool] = False
 
     def __init__(self, config: Config, work_dir: str, out_dir: str, backend: Any = None):
         self.config = config

@@ -17,6 +17,7 @@ from operators.schema import MANIFEST_VERSION, RESULT, conform, result_id
 
 class ExpandLanguages(Operator):
     name = "expand"
+    fans_out = True
     reads = ("target_langs",)
     writes = ("lang", "result_id")
     resources = Resources(num_cpus=0.1)

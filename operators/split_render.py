@@ -11,6 +11,7 @@ from operators.schema import RESULT_SHARD_ROW
 
 class SplitRender(Operator):
     name = "split_render"
+    fans_out = True
     reads = ("shards", "lip_targets_uri")
     writes = ("shard_index", "num_shards")
     resources = Resources(num_cpus=0.1, memory_gb=0.3)

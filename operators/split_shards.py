@@ -14,6 +14,7 @@ from operators.schema import SHARD_ROW
 
 class SplitShards(Operator):
     name = "split"
+    fans_out = True
     reads = ("video_id",)
     writes = ("shard_index", "num_shards")
     resources = Resources(num_cpus=0.1, memory_gb=0.3)

@@ -117,10 +117,16 @@ def apply(ds, op: Operator):
     if r.pool:
         # Named after the operator, so Ray's logs, dashboard and memory warnings say which stage it is.
         actor = type(type(op).__name__, (_OnActor,), {"__module__": __name__})
-        return ds.map_batches(actor, fn_constructor_kwargs={"op": op},
-                              compute=ray.data.ActorPoolStrategy(min_size=r.pool[0], max_size=r.pool[1]),
-                              **common)
-    return ds.map_batches(op, **common)
+        ds = ds.map_batches(actor, fn_constructor_kwargs={"op": op},
+                            compute=ray.data.ActorPoolStrategy(min_size=r.pool[0], max_size=r.pool[1]),
+                            **common)
+    else:
+        ds = ds.map_batches(op, **common)
+    if op.fans_out:
+        # The rows of a split come back as one block, and a block is one task for each stage after
+        # it: a film's shards would be tracked, and its languages dubbed, one after another.
+        ds = ds.repartition(target_num_rows_per_block=1)
+    return ds
 
 
 def start_ray(config: Config) -> bool:
