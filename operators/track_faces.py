@@ -107,7 +107,7 @@ class TrackFaces(Operator):
     name = "faces"
     reads = ("uri", "shots", "shards", "shard_index", "frame_times_uri")
     writes = ("faces_uri", "face_tracks")
-    resources = Resources(num_cpus=1, pool=(1, 2), memory_gb=1.0)
+    resources = Resources(num_cpus=1, pool=(1, 2), memory_gb=1.5)     # Ray measured 1.2 GiB on 1080p shards
     output_schema = SHARD_ROW
 
     def check_dependencies(self) -> None:
