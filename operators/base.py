@@ -10,6 +10,7 @@ already failed or skipped passes every later operator untouched.
 from __future__ import annotations
 
 import logging
+import resource
 import shutil
 import time
 import traceback
@@ -109,7 +110,7 @@ class Operator:
             if row.get("status") in (FAILED, SKIPPED):
                 out.append(row)
                 continue
-            started = time.perf_counter()
+            watch = Stopwatch()
             try:
                 result = self.process_row(dict(row))
             except SkipRow as e:
@@ -123,11 +124,43 @@ class Operator:
                     log.warning("%s failed on %s: %s\n%s", self.name, row.get("video_id"), error,
                                 uris.redact_text(traceback.format_exc(limit=4)))
                 result = {**row, "status": FAILED, "error_stage": self.name, "error": error}
-            wall_s = time.perf_counter() - started
+            timing = watch.timing(self.name)
             for r in result if isinstance(result, list) else [result]:
-                r["timings"] = list(r.get("timings") or []) + [{"stage": self.name, "wall_s": wall_s}]
+                r["timings"] = list(r.get("timings") or []) + [timing]
                 out.append(r)
         return conform(out, self.output_schema)
+
+
+def _cpu_s() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+class Stopwatch:
+    """Wall and CPU seconds of one piece of work, for a row's `timings`.
+
+    CPU is the process's (all its threads: decoders and encoders thread) plus
+    the child processes it waited for (ffmpeg). A Ray worker runs one task at
+    a time, so that is the stage's own work, whatever else shares the cores;
+    the wall time also counts the waiting for them.
+    """
+
+    def __init__(self) -> None:
+        self.wall_started, self.cpu_started = time.perf_counter(), _cpu_s()
+
+    def timing(self, stage: str) -> dict:
+        return {"stage": stage, "wall_s": time.perf_counter() - self.wall_started,
+                "cpu_s": _cpu_s() - self.cpu_started}
+
+
+def summed_timings(timings: list[dict]) -> list[dict]:
+    """Stage times summed over the shards (the work done; the shards ran side by side), in first-seen order."""
+    total: dict[str, dict] = {}
+    for t in timings:
+        entry = total.setdefault(t["stage"], {"stage": t["stage"], "wall_s": 0.0, "cpu_s": 0.0})
+        entry["wall_s"] += t["wall_s"]
+        entry["cpu_s"] += t.get("cpu_s") or 0.0
+    return list(total.values())
 
 
 def add_model(row: dict, stage: str, info) -> None:

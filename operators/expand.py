@@ -7,11 +7,9 @@ catalog row reaches the manifest once per target language with its reason.
 """
 from __future__ import annotations
 
-import time
-
 import pyarrow as pa
 
-from operators.base import Operator, Resources
+from operators.base import Operator, Resources, Stopwatch
 from operators.schema import MANIFEST_VERSION, RESULT, conform, result_id
 
 
@@ -26,11 +24,11 @@ class ExpandLanguages(Operator):
     def __call__(self, batch: pa.Table) -> pa.Table:
         out = []
         for row in batch.to_pylist():
-            started = time.perf_counter()
+            watch = Stopwatch()
             expanded = [{**row, "lang": lang, "result_id": result_id(row["video_id"], lang),
                          "manifest_version": MANIFEST_VERSION} for lang in row["target_langs"] or []]
-            wall_s = time.perf_counter() - started
+            timing = watch.timing(self.name)
             for r in expanded:
-                r["timings"] = list(r.get("timings") or []) + [{"stage": self.name, "wall_s": wall_s}]
+                r["timings"] = list(r.get("timings") or []) + [timing]
             out.extend(expanded)
         return conform(out, self.output_schema)

@@ -80,9 +80,20 @@ def write_part(faces_uri: str, times_s: np.ndarray, samples: dict[str, np.ndarra
     arrays["embedding_frames"] = np.array([embeddings.by_track[t][1] for t in tracks], dtype=np.int32)
     arrays["same_identity_distance"] = np.float64(
         np.nan if embeddings.same_identity_distance is None else embeddings.same_identity_distance)
+    uris.write_bytes(faces_uri, _npz(arrays))
+
+
+def _npz(arrays: dict[str, np.ndarray]) -> bytes:
+    """What np.savez_compressed writes, at zlib level 1 rather than 6: on a 2-minute 1080p shard's part
+    (270 MB of arrays, mostly mouth crops), 6.8 s against 10.6 s, for a file 5% larger (136 MB)."""
+    import zipfile
+
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    uris.write_bytes(faces_uri, buffer.getvalue())
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for key, value in arrays.items():
+            with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
+    return buffer.getvalue()
 
 
 def read_part(faces_uri: str, keys: tuple[str, ...] | None = None, crops_of: set[int] | None = None

@@ -273,9 +273,12 @@ def frames(path: str, pixel_format: str = "rgb24", only: set[int] | None = None,
 
     With `only`, frames whose index is not in it come with `image=None`
     (decoded, since H.264 frames depend on each other, but not converted).
+    "gray" frames are `luma`'s.
     """
     for i, t, f in decoded(path, start_frame, end_frame, frame_times_pts_s):
-        image = f.to_ndarray(format=pixel_format) if only is None or i in only else None
+        image = None
+        if only is None or i in only:
+            image = luma(f) if pixel_format == "gray" else f.to_ndarray(format=pixel_format)
         yield Frame(i, t, f.pts, image)
 
 
@@ -287,6 +290,17 @@ def plane_arrays(frame) -> list["np.ndarray"]:
     dtype = np.dtype("<u2") if deep else np.dtype(np.uint8)
     return [np.frombuffer(p, dtype).reshape(p.height, p.line_size // dtype.itemsize)[:, :p.width]
             for p in frame.planes]
+
+
+def luma(frame) -> "np.ndarray":
+    """A frame's brightness as a contiguous uint8 (H, W) array: its Y plane as decoded where it is an
+    8-bit YUV frame (no conversion), else swscale's grayscale."""
+    import numpy as np
+
+    name = frame.format.name
+    if name.startswith(("yuv", "yuvj", "nv12", "nv21")) and max(c.bits for c in frame.format.components) == 8:
+        return np.ascontiguousarray(plane_arrays(frame)[0])
+    return frame.to_ndarray(format="gray")
 
 
 def frames_at(path: str, times_s: list[float]) -> list["np.ndarray"]:

@@ -24,7 +24,7 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from operators import checkpoint, faces_file, paths
-from operators.base import Operator, Resources, RowError, SkipRow
+from operators.base import Operator, Resources, RowError, SkipRow, summed_timings
 from operators.plan_shards import load_frame_times
 from operators.schema import FAILED, OK, VIDEO, segment_id
 from operators.subtitles import join_texts
@@ -101,7 +101,7 @@ class MergeShards(Operator):
                 "faces_uri": faces_uri, "face_tracks": tracks,
                 "face_coverage": coverage(segments, times - times[0], tracks),
                 "models": models,
-                "timings": list(planned.get("timings") or []) + _summed_timings(parts)}
+                "timings": list(planned.get("timings") or []) + summed_timings([t for p in parts for t in p["timings"] or []])}
 
 
 def _range(shard: dict) -> str:
@@ -265,12 +265,3 @@ def cluster_identities(vectors: np.ndarray, apart: np.ndarray, max_distance: flo
         root[root == j] = i
     numbers: dict[int, int] = {}
     return [numbers.setdefault(int(r), len(numbers)) for r in root]
-
-
-def _summed_timings(parts: list[dict]) -> list[dict]:
-    """Stage times over every shard (work done, not wall time: shards run side by side)."""
-    total: dict[str, float] = defaultdict(float)
-    for p in parts:
-        for t in p["timings"] or []:
-            total[t["stage"]] += t["wall_s"]
-    return [{"stage": s, "wall_s": w} for s, w in total.items()]

@@ -78,6 +78,7 @@ class Mux(Operator):
                 # The bitrate is per stereo pair: a 5.1 track gets three times it.
                 kbps = out.audio_bitrate_kbps * (3 if surround and downmix_to is None else 1)
                 args += ["-map", source_stream, f"-c:a:{k}", out.audio_codec, f"-b:a:{k}", f"{kbps}k",
+                         *([f"-aac_coder:a:{k}", out.aac_coder] if out.audio_codec == "aac" else []),
                          *([f"-ac:a:{k}", str(downmix_to)] if downmix_to else []),
                          f"-metadata:s:a:{k}", f"language={languages.iso639_2b(track_lang)}",
                          *_track_name(f"a:{k}", title), f"-disposition:a:{k}", "default" if k == 0 else "0"]

@@ -20,15 +20,13 @@ blocks (a 2-hour film is 7 M samples a minute at 16 kHz; never all at once).
 """
 from __future__ import annotations
 
-import time
-
 from dataclasses import dataclass
 
 import numpy as np
 
 from operators import checkpoint, paths
 from operators import uri as uris
-from operators.base import Operator, Resources
+from operators.base import Operator, Resources, Stopwatch
 from operators.config import ShardsConfig
 from operators.media import frame_times
 from operators.schema import OK, VIDEO
@@ -143,7 +141,7 @@ class PlanShards(Operator):
     output_schema = VIDEO
 
     def process_row(self, row: dict) -> dict:
-        started = time.perf_counter()
+        watch = Stopwatch()
         with uris.local_copy(row["uri"]) as path:
             times_pts = frame_times(path)
         if len(times_pts) != row["frame_count"]:
@@ -158,7 +156,7 @@ class PlanShards(Operator):
         row = {**row, "shards": shards, "frame_times_uri": frame_times_uri}
         # The plan phase's checkpoint: the next phases (and a re-run) start from it.
         # (Its own time is in it too: the base class adds that to the row returned, after this.)
-        own = {"stage": self.name, "wall_s": time.perf_counter() - started}
+        own = watch.timing(self.name)
         checkpoint.save_plan(self.work_dir, {**row, "status": OK,
                                              "timings": list(row.get("timings") or []) + [own]}, self.config)
         return row

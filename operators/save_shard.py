@@ -5,12 +5,10 @@ but a re-run analyses them again rather than keep the failure.
 """
 from __future__ import annotations
 
-import time
-
 import pyarrow as pa
 
 from operators import checkpoint
-from operators.base import Operator, Resources
+from operators.base import Operator, Resources, Stopwatch
 from operators.schema import SHARD_ROW, conform
 
 
@@ -23,9 +21,8 @@ class SaveShard(Operator):
     def __call__(self, batch: pa.Table) -> pa.Table:
         out = []
         for row in batch.to_pylist():
-            started = time.perf_counter()
+            watch = Stopwatch()
             checkpoint.save_shard(self.work_dir, row)
-            row["timings"] = list(row.get("timings") or []) + [
-                {"stage": self.name, "wall_s": time.perf_counter() - started}]
+            row["timings"] = list(row.get("timings") or []) + [watch.timing(self.name)]
             out.append(row)
         return conform(out, self.output_schema)

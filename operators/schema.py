@@ -143,7 +143,9 @@ SUBTITLE_ISSUE = pa.struct([
     ("allowed", pa.float64()),                    # the setting it breaks
 ])
 
-TIMING = pa.struct([("stage", pa.string()), ("wall_s", pa.float64())])
+# wall_s: the stage's elapsed time on the row; cpu_s: the CPU time it used (its process, every thread, and
+# the child processes it waited for, such as ffmpeg); both summed over shards for a sharded stage.
+TIMING = pa.struct([("stage", pa.string()), ("wall_s", pa.float64()), ("cpu_s", pa.float64())])
 
 MODEL = pa.struct([
     ("stage", pa.string()),

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from contextlib import ExitStack
 
 import pyarrow as pa
 
 from operators import formats, paths
 from operators import uri as uris
-from operators.base import Operator, Resources, require_binary
+from operators.base import Operator, Resources, Stopwatch, require_binary, summed_timings
 from operators.media import MediaError, ffmpeg, probe
 from operators.plan_shards import load_frame_times
 from operators.schema import FAILED, RESULT, SKIPPED, conform
@@ -44,13 +43,13 @@ class Stitch(Operator):
 
     def __call__(self, group: pa.Table) -> pa.Table:
         rows = sorted(group.to_pylist(), key=lambda r: -1 if r["shard_index"] is None else r["shard_index"])
-        started = time.perf_counter()
+        watch = Stopwatch()
         first = rows[0]
         if len(rows) == 1 and first["shard_index"] is None:
             return conform(rows, self.output_schema)          # nothing was rendered, or it failed before
         broken = [r for r in rows if r["status"] in (FAILED, SKIPPED)]
         # Stages before the split ran once and are in every shard's row; the render ran per shard.
-        timings = _summed(list(first.get("timings") or []) + [t for r in rows[1:] for t in r.get("timings") or []
+        timings = summed_timings(list(first.get("timings") or []) + [t for r in rows[1:] for t in r.get("timings") or []
                                                               if t["stage"] == "render"])
         # the video's notes, and what each shard's render added (frames held over damaged data, say)
         notes = list(dict.fromkeys(n for r in rows for n in r.get("source_notes") or []))
@@ -73,7 +72,7 @@ class Stitch(Operator):
             except Exception as e:  # noqa: BLE001 - failures are data
                 row = {**first, "timings": timings, "status": FAILED, "error_stage": self.name,
                        "error": uris.redact_text(f"{type(e).__name__}: {e}")}
-        row["timings"] = list(row["timings"]) + [{"stage": self.name, "wall_s": time.perf_counter() - started}]
+        row["timings"] = list(row["timings"]) + [watch.timing(self.name)]
         return conform([row], self.output_schema)
 
     def _stitched(self, rows: list[dict]) -> str:
@@ -102,11 +101,3 @@ class Stitch(Operator):
             if made != first["frame_count"]:
                 raise MediaError(f"the stitched picture has {made} frames, the source {first['frame_count']}")
         return out_uri
-
-
-def _summed(timings: list[dict]) -> list[dict]:
-    """Stage times over the shards (work done; the shards ran side by side)."""
-    total: dict[str, float] = {}
-    for t in timings:
-        total[t["stage"]] = total.get(t["stage"], 0.0) + t["wall_s"]
-    return [{"stage": s, "wall_s": w} for s, w in total.items()]

@@ -108,8 +108,9 @@ class ScoreSync(Operator):
             # stage's cost follows the dubbed lines with a visible speaker, not the video's length.
             times_pts, keyframes = seek_index(path)
             only = set(wanted)
+            pixel_format = "gray" if getattr(self.backend, "accepts_gray", False) else "rgb24"
             for start, end in decode_ranges(sorted(only), keyframes):
-                for frame in frames(path, only=only, start_frame=start, end_frame=end,
+                for frame in frames(path, pixel_format, only=only, start_frame=start, end_frame=end,
                                     frame_times_pts_s=times_pts):
                     tid = wanted.get(frame.index)
                     if frame.image is not None:

@@ -30,7 +30,7 @@ from operators import uri as uris
 from operators.backends import load_faces
 from operators.backends.protocols import FaceBox, FaceEmbedder
 from operators.base import Operator, Resources, add_model, require_module
-from operators.media import MediaError, frames
+from operators.media import MediaError, decoded, luma
 from operators.plan_shards import load_frame_times
 from operators.schema import SHARD_ROW
 
@@ -135,12 +135,16 @@ class TrackFaces(Operator):
         active: list[_Track] = []
         done: list[_Track] = []
         times: dict[int, float] = {}
-        shot = -1
+        shot, last_scan = -1, first
+        # Detection and landmarks on the luma plane where the backend takes it (dlib: half the time of
+        # RGB); the crops and identities are cut from colour, converted only for the frames that keep one.
+        gray_ok = bool(getattr(self.backend, "accepts_gray", False))
         with uris.local_copy(row["uri"]) as path:
-            for frame in frames(path, start_frame=first, end_frame=last, frame_times_pts_s=times_pts):
-                i, image = frame.index, frame.image
+            for i, time_s, decoded_frame in decoded(path, first, last, times_pts):
+                picture = _Picture(decoded_frame, gray_ok)
+                image = picture.image
                 height, width = image.shape[:2]
-                times[i] = frame.time_s
+                times[i] = time_s
                 frame_shot = int(shots_by_frame[min(i, len(shots_by_frame) - 1)])
                 new_shot = frame_shot != shot
                 if new_shot:
@@ -148,7 +152,11 @@ class TrackFaces(Operator):
                     active, shot = [], frame_shot
                 detected = set()
                 if new_shot or i % cfg.detect_every_frames == 0:
-                    active, ended, next_id = self._match(image, active, next_id, shot)
+                    # The whole picture is scanned at a shot's start, every `scan_every_frames`, and while
+                    # no face is tracked; in between, each tracked face is confirmed around its own box.
+                    scan = new_shot or not active or i - last_scan >= cfg.scan_every_frames
+                    last_scan = i if scan else last_scan
+                    active, ended, next_id = self._match(image, active, next_id, shot, scan)
                     done += ended
                     detected = {t.track_id for t in active}
                 for track in list(active):
@@ -156,7 +164,7 @@ class TrackFaces(Operator):
                     if track.landmarks:
                         track.box = follow(track.box, track.landmarks[-1], lm)
                     if outside_share(track.box, width, height) > MAX_OUTSIDE_SHARE:
-                        track.end_reason = f"left the frame at {frame.time_s:.2f} s"
+                        track.end_reason = f"left the frame at {time_s:.2f} s"
                         active.remove(track)
                         done.append(track)
                         continue
@@ -164,13 +172,13 @@ class TrackFaces(Operator):
                     track.landmarks.append(lm)
                     if (own_start <= i < own_end and i % CROP_EVERY_FRAMES == 0
                             and len(track.crops) < MAX_CROPS_PER_TRACK):
-                        _keep_crop(track, image, lm, i)
+                        _keep_crop(track, picture.rgb, lm, i)
                     # Only where a detection confirms the face (landmarks that follow can drift off it),
                     # and only in owned frames, so each frame counts once in a joined track.
                     if (self.embedder is not None and track.track_id in detected and own_start <= i < own_end
-                            and _embedding_due(track, frame.time_s)):
-                        vector = self.embedder.embed(image, lm)
-                        track.last_embedded_s = frame.time_s
+                            and _embedding_due(track, time_s)):
+                        vector = self.embedder.embed(picture.rgb, lm)
+                        track.last_embedded_s = time_s
                         if vector is not None:
                             track.embeddings.append(vector)
         missing = [f for f in range(first, last) if f not in times]
@@ -193,9 +201,18 @@ class TrackFaces(Operator):
                 "face_tracks": [_summary(t, frames_, landmarks, times) for t, frames_, landmarks in owned]}
 
     def _match(self, image: np.ndarray, active: list[_Track], next_id: int,
-               shot: int) -> tuple[list[_Track], list[_Track], int]:
-        """Detections confirm tracks (by box overlap), end unconfirmed ones, start new ones."""
-        detections = self.backend.detect(image)
+               shot: int, scan: bool = True) -> tuple[list[_Track], list[_Track], int]:
+        """Detections confirm tracks (by box overlap), end unconfirmed ones, start new ones.
+
+        `scan`: detect in the whole picture; else only around each active track's box.
+        """
+        detect_around = getattr(self.backend, "detect_around", None)
+        if scan or detect_around is None:
+            detections = self.backend.detect(image)
+        else:
+            found = [d for t in active for d in detect_around(image, t.box)]
+            detections = [d for j, d in enumerate(found)            # a face near two tracks: found twice
+                          if not any(iou(d, e) >= 0.5 and (e.score, -k) > (d.score, -j) for k, e in enumerate(found))]
         kept, ended, used = [], [], set()
         for track in active:
             scores = [(iou(track.box, d), j) for j, d in enumerate(detections) if j not in used]
@@ -212,6 +229,21 @@ class TrackFaces(Operator):
                 kept.append(_Track(next_id, shot, d))
                 next_id += 1
         return kept, ended, next_id
+
+
+class _Picture:
+    """A decoded frame as the face backend takes it (`image`), and in colour (`rgb`) on demand."""
+
+    def __init__(self, frame, gray_ok: bool) -> None:
+        self._frame = frame
+        self.image = luma(frame) if gray_ok else frame.to_ndarray(format="rgb24")
+        self._rgb = None if gray_ok else self.image
+
+    @property
+    def rgb(self) -> np.ndarray:
+        if self._rgb is None:
+            self._rgb = self._frame.to_ndarray(format="rgb24")
+        return self._rgb
 
 
 def crop_side(landmarks: np.ndarray) -> int:

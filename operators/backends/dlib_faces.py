@@ -14,12 +14,19 @@ RECOGNITION_MODEL_NAME = "dlib-face-recognition-resnet"
 # dlib's verification threshold is 0.6 between its raw descriptors, whose length is about 1.4 (1.3-1.5
 # on faces here); between the L2-normalised vectors `embed` returns, that is about 0.6 / 1.4.
 SAME_IDENTITY_DISTANCE = 0.43
+# A tracked face is confirmed by a search around its box (grown by this share of its size on each side),
+# scaled so the face is about this tall: twice the 80 px that the HOG detector finds.
+AROUND_MARGIN = 0.5
+AROUND_FACE_PX = 160
 
 
 class DlibFaces:
     """The detector runs on a scaled-down frame; landmarks and identities on the full frame."""
 
     same_identity_distance = SAME_IDENTITY_DISTANCE
+    # dlib's HOG detector and landmark model work on intensity: a luma frame takes half the time of RGB
+    # (1080p: detection 38 ms against 76, landmarks 3.8 ms against 5.6), with the same faces found.
+    accepts_gray = True
 
     def __init__(self, config: FacesConfig | None = None) -> None:
         self.config = config or FacesConfig()
@@ -63,13 +70,29 @@ class DlibFaces:
             license=resolved.info.license, source=resolved.info.source)
 
     def detect(self, frame: np.ndarray) -> list[FaceBox]:
+        height, width = frame.shape[:2]
+        return self._detect(frame, self.config.detect_max_side_px / max(height, width))
+
+    def detect_around(self, frame: np.ndarray, box: FaceBox) -> list[FaceBox]:
+        """Faces in `box` grown by AROUND_MARGIN of its size on each side, scaled so the face is about
+        AROUND_FACE_PX tall (never up). On 1080p frames: about 5 ms against 50 for the whole picture."""
+        height, width = frame.shape[:2]
+        w, h = box.x1 - box.x0, box.y1 - box.y0
+        x0, y0 = max(0, int(box.x0 - AROUND_MARGIN * w)), max(0, int(box.y0 - AROUND_MARGIN * h))
+        x1 = min(width, int(np.ceil(box.x1 + AROUND_MARGIN * w)))
+        y1 = min(height, int(np.ceil(box.y1 + AROUND_MARGIN * h)))
+        if x1 - x0 < 16 or y1 - y0 < 16:
+            return []
+        found = self._detect(frame[y0:y1, x0:x1], min(1.0, AROUND_FACE_PX / max(h, 1.0)))
+        return [FaceBox(b.x0 + x0, b.y0 + y0, b.x1 + x0, b.y1 + y0, b.score) for b in found]
+
+    def _detect(self, frame: np.ndarray, scale: float) -> list[FaceBox]:
         import cv2
 
         self._load()
         height, width = frame.shape[:2]
-        scale = self.config.detect_max_side_px / max(height, width)
         resized = frame if scale == 1.0 else cv2.resize(
-            frame, (round(width * scale), round(height * scale)),
+            frame, (max(1, round(width * scale)), max(1, round(height * scale))),
             interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         # One pass at this size (upsample 0): dlib's own 2x upsampling also finds
         # false faces (a badge on a suit) and costs four times as much.

@@ -138,6 +138,13 @@ class FaceBox:
 
 @runtime_checkable
 class FaceBackend(Protocol):
+    """Finds faces and their landmarks. A backend whose `accepts_gray` attribute is True also takes
+    a grayscale uint8 frame (H, W) in `detect` and `landmarks`, and face tracking hands it one.
+
+    Optional: `detect_around(frame, box) -> list[FaceBox]`, the faces near `box` only (a cheaper
+    search, with which face tracking confirms a tracked face between whole-picture searches).
+    """
+
     def detect(self, frame: "np.ndarray") -> list[FaceBox]:
         """Faces in an RGB uint8 frame (H, W, 3), best first."""
 
