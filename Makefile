@@ -25,10 +25,11 @@ bench: install
 	$(PY) bench/run.py --out bench-out
 	$(PY) bench/lipsync.py --out bench-lips
 
-# Memory, time and worker scaling on one long 1080p episode: make bench-scale MINUTES=30 [SCALING=1]
+# Memory, time and worker scaling on one long 1080p episode: make bench-scale MINUTES=30 [LANGS=es] [SCALING=1]
 MINUTES ?= 5
+LANGS ?= es,de
 bench-scale: install
-	$(PY) bench/scale.py --minutes $(MINUTES) --out bench-scale $(if $(SCALING),--scaling)
+	$(PY) bench/scale.py --minutes $(MINUTES) --langs $(LANGS) --out bench-scale $(if $(SCALING),--scaling)
 
 clean:
 	rm -rf $(OUT) bench-out bench-lips bench-scale bench/build catalogs/demo/build

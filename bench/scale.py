@@ -358,7 +358,10 @@ def run_pipeline(catalog: Path, out: Path, langs: list[str], cpus: int | None, c
     if config:
         cmd += ["--config", config]
     log_path = out / "pipeline.log"
+    import psutil
+
     load_start = os.getloadavg()[0]
+    busy_start = _busy_cpu_s(psutil.cpu_times())
     started = time.perf_counter()
     with open(log_path, "w") as log_file:
         child = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -381,8 +384,14 @@ def run_pipeline(catalog: Path, out: Path, langs: list[str], cpus: int | None, c
     figures["process_wall_s"] = wall
     # Other work on the machine inflates every wall time; the load says how much there was.
     figures["load_avg_1min"] = [load_start, os.getloadavg()[0]]
+    figures["machine_busy_cpu_s"] = _busy_cpu_s(psutil.cpu_times()) - busy_start
     figures["memory"] = sampler.figures()
     return figures
+
+
+def _busy_cpu_s(times) -> float:
+    """CPU seconds the whole machine has been busy (every core, since boot)."""
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
 
 def child_main(argv: list[str]) -> int:
@@ -519,12 +528,18 @@ def report(label: str, fig: dict, reencode_s: float | None, reencode_settings: d
           f"run() {fig['run_wall_s']:.1f} s = {fig['run_wall_s'] / max(video_s, 1e-9):.3f} s per video-s; "
           f"CPU {mem['cpu_s']:.0f} s over all processes")
     cores = os.cpu_count() or 1
-    if max(fig["load_avg_1min"]) > cores:
-        print(f"note: the machine was busy (load average {fig['load_avg_1min'][0]:.1f} at the start, "
-              f"{fig['load_avg_1min'][1]:.1f} at the end, on {cores} cores): wall times are inflated")
+    if "machine_busy_cpu_s" in fig:
+        # Other work on the machine inflates every wall time: the machine's busy CPU less the run's own.
+        other = max(0.0, fig["machine_busy_cpu_s"] - mem["cpu_s"])
+        print(f"other work on the machine during the run: {other:.0f} CPU-s, "
+              f"{other / (cores * fig['process_wall_s']):.0%} of its {cores} cores"
+              + ("  (wall times are inflated)" if other > 0.1 * cores * fig["process_wall_s"] else ""))
     out = {"label": label, "num_cpus": fig["num_cpus"], "cores": fig["cores"], "video_s": video_s,
            "process_wall_s": fig["process_wall_s"], "run_wall_s": fig["run_wall_s"],
-           "load_avg_1min": fig["load_avg_1min"], "memory": mem, "failed": failed, **times}
+           "load_avg_1min": fig["load_avg_1min"], "memory": mem, "failed": failed,
+           "phase_s": fig.get("phase_s"), "unclassified_stages": times["unclassified_stages"],
+           "analysis_stages_s": {k: vars(v) for k, v in times["analysis_stages_s"].items()},
+           "lang_stages_s": {lang: {k: vars(v) for k, v in st.items()} for lang, st in times["lang_stages_s"].items()}}
     if video_s <= 0:
         return out
     phases = fig.get("phase_s") or {}
