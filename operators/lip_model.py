@@ -106,10 +106,13 @@ class FitLipModel(Operator):
         cfg = self.config.lips
         faces = load_faces_file(row["faces_uri"], with_crops=False)
         times = faces["frame_times_s"]
-        with uris.local_copy(row["asr_audio_uri"]) as path:
-            speech, sr = audio.read_wav(path)
-        speech = speech.mean(axis=1) if speech.ndim == 2 else speech
-        envelope = lipsync.speech_envelope_db(speech, times, lipsync.frame_window_s(times, row["fps"]), sr)
+        # The 16 kHz track is read a minute at a time, never whole (a feature film's is 350 MB as float64).
+        with uris.local_copy(row["asr_audio_uri"]) as path, audio.FileReader(path) as reader:
+            if reader.sample_rate_hz != lipsync.SAMPLE_RATE_HZ:
+                raise RuntimeError(f"the ASR audio is at {reader.sample_rate_hz} Hz, not {lipsync.SAMPLE_RATE_HZ}")
+            envelope = lipsync.envelope_db_of(reader, reader.n_samples, times,
+                                              lipsync.frame_window_s(times, row["fps"]))
+            features = lipsync.AudioFeatures.of_reader(reader, reader.n_samples, cfg.context_s)
         tracks = {t["track_id"]: t for t in row["face_tracks"] or []}
         openings = {tid: opening_by_frame(faces, tid) for tid in tracks}
 
@@ -123,7 +126,6 @@ class FitLipModel(Operator):
             tid = seg.get("speaker_track_id")
             seg["speaker_id"] = speaker_of[tid] if tid is not None else None
         speaking = sorted({s["speaker_id"] for s in segments if s.get("speaker_id") is not None})
-        features = lipsync.AudioFeatures(speech, cfg.context_s)
         models, arrays = {}, {}
         for sid in speaking:
             track_frames, landmarks = self._footage(faces, segments, sorted(

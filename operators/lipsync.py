@@ -26,14 +26,34 @@ ENVELOPE_FLOOR_DB = -80.0
 def speech_envelope_db(audio: np.ndarray, times_s: np.ndarray, window_s: float,
                        sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
     """RMS level in dBFS of mono `audio` in a window of `window_s` centred on each time."""
-    audio = np.asarray(audio, dtype=np.float64)
-    csum = np.concatenate([[0.0], np.cumsum(audio * audio)])
+    return envelope_db_of(lambda lo, hi: audio[lo:hi], len(audio), times_s, window_s, sample_rate_hz,
+                          block_s=float("inf"))
+
+
+def envelope_db_of(read, n_samples: int, times_s: np.ndarray, window_s: float,
+                   sample_rate_hz: int = SAMPLE_RATE_HZ, block_s: float = 60.0) -> np.ndarray:
+    """`speech_envelope_db` of a mono track read in pieces, `read(lo, hi)` -> samples [lo, hi): the
+    times are taken about `block_s` of audio at a time, so a feature film's track is never held whole."""
+    times_s = np.asarray(times_s, dtype=np.float64)
+    out = np.full(len(times_s), ENVELOPE_FLOOR_DB)
     half = max(1, int(round(window_s * sample_rate_hz / 2)))
-    centres = np.round(np.asarray(times_s) * sample_rate_hz).astype(np.int64)
-    lo = np.clip(centres - half, 0, len(audio))
-    hi = np.clip(centres + half, 0, len(audio))
-    power = (csum[hi] - csum[lo]) / np.maximum(hi - lo, 1)
-    return np.maximum(10 * np.log10(np.maximum(power, 1e-12)), ENVELOPE_FLOOR_DB)
+    centres = np.round(times_s * sample_rate_hz).astype(np.int64)
+    order = np.argsort(centres, kind="stable")
+    ordered = centres[order]
+    step = max(1, int(block_s * sample_rate_hz)) if np.isfinite(block_s) else None
+    k = 0
+    while k < len(order):
+        j = len(order) if step is None else max(k + 1, int(np.searchsorted(ordered, ordered[k] + step)))
+        lo = int(np.clip(ordered[k] - half, 0, n_samples))
+        hi = int(np.clip(ordered[j - 1] + half, lo, n_samples))
+        piece = np.asarray(read(lo, hi), dtype=np.float64).reshape(hi - lo, -1).mean(axis=1)
+        csum = np.concatenate([[0.0], np.cumsum(piece * piece)])
+        a = np.clip(ordered[k:j] - half, lo, hi) - lo
+        b = np.clip(ordered[k:j] + half, lo, hi) - lo
+        power = (csum[b] - csum[a]) / np.maximum(b - a, 1)
+        out[order[k:j]] = np.maximum(10 * np.log10(np.maximum(power, 1e-12)), ENVELOPE_FLOOR_DB)
+        k = j
+    return out
 
 
 def within(times_s: np.ndarray, spans_s: list[tuple[float, float]]) -> np.ndarray:
@@ -75,6 +95,42 @@ class AudioFeatures:
         mel = FeatureExtractor()(audio, padding=0)                                    # (80, T)
         pooled = mel.reshape(MEL_BANDS_POOLED, -1, mel.shape[1]).mean(axis=1).T      # (T, 8)
         level = speech_envelope_db(audio, np.arange(mel.shape[1]) * MEL_HOP_S, ENERGY_WINDOW_S)
+        self._set(level, pooled, context_s)
+
+    @classmethod
+    def of_reader(cls, read, n_samples: int, context_s: float, block_s: float = 60.0) -> "AudioFeatures":
+        """The same features of a 16 kHz mono track read in pieces (`read(lo, hi)`), about `block_s` at
+        a time: Whisper's log-mel of a whole 30-minute track held about 1 GB at once.
+
+        Whisper's spectrogram frames are independent (400-sample windows, 160 apart, the track
+        reflected at both ends), so blocks of frames give the whole track's; the one whole-track
+        step, the floor 8 below the loudest band, is taken once all blocks are in.
+        """
+        from faster_whisper.feature_extractor import FeatureExtractor
+
+        extractor = FeatureExtractor()
+        n_fft, hop = extractor.n_fft, extractor.hop_length
+        frames = n_samples // hop
+        if n_samples <= n_fft:
+            return cls(np.asarray(read(0, n_samples), np.float32).reshape(n_samples, -1).mean(axis=1), context_s)
+        window = np.hanning(n_fft + 1)[:-1].astype(np.float32)
+        log_mel = np.empty((frames, extractor.mel_filters.shape[0]), np.float32)
+        per_block = max(1, int(block_s / MEL_HOP_S))
+        for t0 in range(0, frames, per_block):
+            t1 = min(frames, t0 + per_block)
+            piece = _reflected(read, n_samples, t0 * hop - n_fft // 2, (t1 - 1) * hop + n_fft // 2)
+            stft = extractor.stft(piece, n_fft, hop, window=window, return_complex=True,
+                                  center=False).astype(np.complex64)                  # (201, t1 - t0)
+            mel = extractor.mel_filters @ (np.abs(stft) ** 2)
+            log_mel[t0:t1] = np.log10(np.clip(mel, 1e-10, None)).T
+        log_mel = (np.maximum(log_mel, log_mel.max() - 8.0) + 4.0) / 4.0
+        pooled = log_mel.reshape(frames, MEL_BANDS_POOLED, -1).mean(axis=2)
+        level = envelope_db_of(read, n_samples, np.arange(frames) * MEL_HOP_S, ENERGY_WINDOW_S, block_s=block_s)
+        features = cls.__new__(cls)
+        features._set(level, pooled, context_s)
+        return features
+
+    def _set(self, level: np.ndarray, pooled: np.ndarray, context_s: float) -> None:
         self.mel = np.column_stack([level, pooled])
         steps = int(round(context_s / CONTEXT_STEP_S))
         self.offsets = np.arange(-steps, steps + 1) * int(round(CONTEXT_STEP_S / MEL_HOP_S))
@@ -84,6 +140,21 @@ class AudioFeatures:
         index = np.round(np.asarray(times_s) / MEL_HOP_S).astype(np.int64)
         taps = np.clip(index[:, None] + self.offsets[None, :], 0, len(self.mel) - 1)
         return self.mel[taps].reshape(len(index), -1)
+
+
+def _reflected(read, n_samples: int, lo: int, hi: int) -> np.ndarray:
+    """Mono float32 samples [lo, hi) of a track, reflected past its ends as numpy's 'reflect' pad does
+    (sample -k is sample k, sample n-1+k is sample n-1-k)."""
+    def mono(a: int, b: int) -> np.ndarray:
+        return np.asarray(read(a, b), np.float32).reshape(b - a, -1).mean(axis=1) if b > a else np.zeros(0, np.float32)
+
+    parts = []
+    if lo < 0:
+        parts.append(mono(1, 1 - lo)[::-1])
+    parts.append(mono(max(0, lo), min(n_samples, hi)))
+    if hi > n_samples:
+        parts.append(mono(n_samples - 1 - (hi - n_samples), n_samples - 1)[::-1])
+    return np.concatenate(parts).astype(np.float32)
 
 
 def normalise_per_track(features: np.ndarray, speech: np.ndarray) -> np.ndarray:

@@ -293,13 +293,13 @@ def plane_arrays(frame) -> list["np.ndarray"]:
 
 
 def luma(frame) -> "np.ndarray":
-    """A frame's brightness as a contiguous uint8 (H, W) array: its Y plane as decoded where it is an
-    8-bit YUV frame (no conversion), else swscale's grayscale."""
+    """A frame's brightness as a new contiguous uint8 (H, W) array: a copy of its Y plane where it is an
+    8-bit YUV frame (no conversion; limited range), else swscale's grayscale."""
     import numpy as np
 
     name = frame.format.name
     if name.startswith(("yuv", "yuvj", "nv12", "nv21")) and max(c.bits for c in frame.format.components) == 8:
-        return np.ascontiguousarray(plane_arrays(frame)[0])
+        return np.array(plane_arrays(frame)[0], copy=True, order="C")
     return frame.to_ndarray(format="gray")
 
 

@@ -117,3 +117,22 @@ def test_mouth_change_is_one_for_the_same_mouth_and_grows_with_flicker():
     flicker = {i: lm + (i % 2) * np.r_[np.zeros((48, 2)), np.full((20, 2), 2.0)] for i, lm in source.items()}
     assert lipsync.mouth_change(flicker, frames) / lipsync.mouth_change(source, frames) > 2.0
     assert lipsync.mouth_change(source, np.array([3, 7])) is None    # no consecutive frames
+
+
+def test_features_and_envelope_read_in_blocks_equal_the_whole_tracks():
+    """FitLipModel reads a feature film's 16 kHz track a block at a time: the same numbers as whole."""
+    rng = np.random.default_rng(1)
+    n = 16000 * 75 + 123                                  # not a whole number of blocks, frames or windows
+    level = np.repeat(rng.uniform(0.0, 0.3, n // 1600 + 1), 1600)[:n]
+    track = (rng.standard_normal(n) * level).astype(np.float32)
+
+    def read(lo, hi):
+        return track[lo:hi, None]                         # (samples, 1), as audio.FileReader gives
+
+    whole = lipsync.AudioFeatures(track, context_s=0.1)
+    blocked = lipsync.AudioFeatures.of_reader(read, n, context_s=0.1, block_s=7.3)
+    assert blocked.mel.shape == whole.mel.shape
+    assert np.abs(blocked.mel - whole.mel).max() < 1e-4
+    times = rng.uniform(-0.5, n / 16000 + 0.5, 3000)      # unsorted, some past either end
+    assert np.abs(lipsync.envelope_db_of(read, n, times, 0.04, block_s=3.1)
+                  - lipsync.speech_envelope_db(track, times, 0.04)).max() < 1e-4

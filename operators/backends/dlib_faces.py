@@ -75,7 +75,8 @@ class DlibFaces:
 
     def detect_around(self, frame: np.ndarray, box: FaceBox) -> list[FaceBox]:
         """Faces in `box` grown by AROUND_MARGIN of its size on each side, scaled so the face is about
-        AROUND_FACE_PX tall (never up). On 1080p frames: about 5 ms against 50 for the whole picture."""
+        AROUND_FACE_PX tall (never up). On a 1080p frame with a 430 px face: a quarter of the time of a
+        search of the whole picture (24 ms against 97, measured side by side on a busy machine)."""
         height, width = frame.shape[:2]
         w, h = box.x1 - box.x0, box.y1 - box.y0
         x0, y0 = max(0, int(box.x0 - AROUND_MARGIN * w)), max(0, int(box.y0 - AROUND_MARGIN * h))
