@@ -89,48 +89,45 @@ class AudioFeatures:
     """
 
     def __init__(self, audio: np.ndarray, context_s: float):
-        from faster_whisper.feature_extractor import FeatureExtractor
-
         audio = np.asarray(audio, dtype=np.float32)
-        mel = FeatureExtractor()(audio, padding=0)                                    # (80, T)
-        pooled = mel.reshape(MEL_BANDS_POOLED, -1, mel.shape[1]).mean(axis=1).T      # (T, 8)
-        level = speech_envelope_db(audio, np.arange(mel.shape[1]) * MEL_HOP_S, ENERGY_WINDOW_S)
-        self._set(level, pooled, context_s)
+        self._compute(lambda lo, hi: audio[lo:hi], len(audio), context_s, block_s=float("inf"))
 
     @classmethod
     def of_reader(cls, read, n_samples: int, context_s: float, block_s: float = 60.0) -> "AudioFeatures":
         """The same features of a 16 kHz mono track read in pieces (`read(lo, hi)`), about `block_s` at
-        a time: Whisper's log-mel of a whole 30-minute track held about 1 GB at once.
+        a time: Whisper's log-mel of a whole 30-minute track held about 1 GB at once."""
+        features = cls.__new__(cls)
+        features._compute(read, n_samples, context_s, block_s)
+        return features
 
-        Whisper's spectrogram frames are independent (400-sample windows, 160 apart, the track
-        reflected at both ends), so blocks of frames give the whole track's; the one whole-track
-        step, the floor 8 below the loudest band, is taken once all blocks are in.
-        """
+    def _compute(self, read, n_samples: int, context_s: float, block_s: float) -> None:
+        """Whisper's log-mel, a block of frames at a time. Its frames are independent (400-sample
+        windows, 160 apart, the track reflected at both ends), so blocks give the whole track's; the
+        one whole-track step, the floor 8 below the loudest band, is taken once all blocks are in."""
         from faster_whisper.feature_extractor import FeatureExtractor
 
         extractor = FeatureExtractor()
         n_fft, hop = extractor.n_fft, extractor.hop_length
         frames = n_samples // hop
         if n_samples <= n_fft:
-            return cls(np.asarray(read(0, n_samples), np.float32).reshape(n_samples, -1).mean(axis=1), context_s)
-        window = np.hanning(n_fft + 1)[:-1].astype(np.float32)
-        log_mel = np.empty((frames, extractor.mel_filters.shape[0]), np.float32)
-        per_block = max(1, int(block_s / MEL_HOP_S))
-        for t0 in range(0, frames, per_block):
-            t1 = min(frames, t0 + per_block)
-            piece = _reflected(read, n_samples, t0 * hop - n_fft // 2, (t1 - 1) * hop + n_fft // 2)
-            stft = extractor.stft(piece, n_fft, hop, window=window, return_complex=True,
-                                  center=False).astype(np.complex64)                  # (201, t1 - t0)
-            mel = extractor.mel_filters @ (np.abs(stft) ** 2)
-            log_mel[t0:t1] = np.log10(np.clip(mel, 1e-10, None)).T
-        log_mel = (np.maximum(log_mel, log_mel.max() - 8.0) + 4.0) / 4.0
-        pooled = log_mel.reshape(frames, MEL_BANDS_POOLED, -1).mean(axis=2)
-        level = envelope_db_of(read, n_samples, np.arange(frames) * MEL_HOP_S, ENERGY_WINDOW_S, block_s=block_s)
-        features = cls.__new__(cls)
-        features._set(level, pooled, context_s)
-        return features
-
-    def _set(self, level: np.ndarray, pooled: np.ndarray, context_s: float) -> None:
+            # Shorter than one window (numpy pads it by reflecting again and again): Whisper's own.
+            audio = np.asarray(read(0, n_samples), np.float32).reshape(n_samples, -1).mean(axis=1)
+            log_mel = extractor(audio, padding=0).T
+        else:
+            window = np.hanning(n_fft + 1)[:-1].astype(np.float32)
+            raw = np.empty((frames, extractor.mel_filters.shape[0]), np.float32)
+            per_block = max(1, int(block_s / MEL_HOP_S)) if np.isfinite(block_s) else max(frames, 1)
+            for t0 in range(0, frames, per_block):
+                t1 = min(frames, t0 + per_block)
+                piece = _reflected(read, n_samples, t0 * hop - n_fft // 2, (t1 - 1) * hop + n_fft // 2)
+                stft = extractor.stft(piece, n_fft, hop, window=window, return_complex=True,
+                                      center=False).astype(np.complex64)                  # (201, t1 - t0)
+                mel = extractor.mel_filters @ (np.abs(stft) ** 2)
+                raw[t0:t1] = np.log10(np.clip(mel, 1e-10, None)).T
+            log_mel = (np.maximum(raw, raw.max() - 8.0) + 4.0) / 4.0 if frames else raw
+        pooled = log_mel.reshape(len(log_mel), MEL_BANDS_POOLED, -1).mean(axis=2)          # (T, 8)
+        level = envelope_db_of(read, n_samples, np.arange(len(log_mel)) * MEL_HOP_S, ENERGY_WINDOW_S,
+                               block_s=block_s)
         self.mel = np.column_stack([level, pooled])
         steps = int(round(context_s / CONTEXT_STEP_S))
         self.offsets = np.arange(-steps, steps + 1) * int(round(CONTEXT_STEP_S / MEL_HOP_S))

@@ -129,10 +129,16 @@ def test_features_and_envelope_read_in_blocks_equal_the_whole_tracks():
     def read(lo, hi):
         return track[lo:hi, None]                         # (samples, 1), as audio.FileReader gives
 
-    whole = lipsync.AudioFeatures(track, context_s=0.1)
-    blocked = lipsync.AudioFeatures.of_reader(read, n, context_s=0.1, block_s=7.3)
-    assert blocked.mel.shape == whole.mel.shape
-    assert np.abs(blocked.mel - whole.mel).max() < 1e-4
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    # The reference is Whisper's own log-mel of the whole track, pooled, beside the level.
+    mel = FeatureExtractor()(track, padding=0)
+    level = lipsync.speech_envelope_db(track, np.arange(mel.shape[1]) * lipsync.MEL_HOP_S, lipsync.ENERGY_WINDOW_S)
+    reference = np.column_stack([level, mel.reshape(lipsync.MEL_BANDS_POOLED, -1, mel.shape[1]).mean(axis=1).T])
+    for features in (lipsync.AudioFeatures(track, context_s=0.1),
+                     lipsync.AudioFeatures.of_reader(read, n, context_s=0.1, block_s=7.3)):
+        assert features.mel.shape == reference.shape
+        assert np.abs(features.mel - reference).max() < 1e-4
     times = rng.uniform(-0.5, n / 16000 + 0.5, 3000)      # unsorted, some past either end
     assert np.abs(lipsync.envelope_db_of(read, n, times, 0.04, block_s=3.1)
                   - lipsync.speech_envelope_db(track, times, 0.04)).max() < 1e-4
