@@ -54,3 +54,32 @@ def test_nothing_is_found_around_a_box_away_from_the_face(box):
     from operators.backends.protocols import FaceBox
 
     assert DlibFaces().detect_around(luma(_frame_1080p()), FaceBox(*box)) == []
+
+
+@pytest.mark.parametrize("scan_every, found_at", [(25, 50), (10, 40)])
+def test_a_face_entering_mid_shot_is_found_at_the_next_whole_picture_search(tmp_path, scan_every, found_at):
+    """Between whole-picture searches only the tracked faces' surroundings are searched: a second face
+    that appears at frame 38 of a shot starts its track at the next search (frames 0, 25, 50 with
+    `scan_every_frames` 25; 0, 10, 20, 30, 40 with 10), and the first face's track goes on meanwhile."""
+    from operators.config import Config
+    from operators.media import frame_times
+    from operators.track_faces import TrackFaces
+
+    path = str(tmp_path / "enters.mp4")
+    head = dummies.portrait("astronaut")[20:300, 90:400]
+    stays = dummies.FaceSpec(head, (160, 180), 120)
+    enters = dummies.FaceSpec(head, (480, 180), 120,
+                              path=lambda t: (0, 0) if t >= 38 / 25 else (2000, 0))    # off the picture before
+    dummies.talking_video(path, 3.0, [stays, enters], size=(640, 360))
+    times_uri = str(tmp_path / "frame_times.npy")
+    np.save(times_uri, frame_times(path))
+    config = Config.load(None)
+    config = config.model_copy(update={"faces": config.faces.model_copy(update={"scan_every_frames": scan_every})})
+    row = {"video_id": "enters", "uri": path, "frame_times_uri": times_uri, "shard_index": 0,
+           "shots": [{"shot_index": 0, "start_frame": 0, "end_frame": 75, "start_s": 0.0, "end_s": 3.0}],
+           "shards": [{"start_frame": 0, "end_frame": 75, "margin_before_frames": 0, "margin_after_frames": 0}]}
+    operator = TrackFaces(config, str(tmp_path / "work"), str(tmp_path / "out"))
+    operator.setup()
+    tracks = operator.process_row(row)["face_tracks"]
+    spans = sorted((t["start_frame"], t["end_frame"]) for t in tracks)
+    assert spans == [(0, 75), (found_at, 75)], spans
