@@ -195,56 +195,96 @@ class FitPlan:
     placed_start_s: float
     placed_end_s: float
     overflow_s: float      # time used past the source segment's end, taken from the silence after it
-    cut_s: float           # (stretched) speech that still did not fit and was faded out
+    cut_s: float           # (sped-up) speech that still did not fit and was faded out
+    lead_s: float = 0.0    # time used before the source segment's start, taken from the silence before it
 
 
 def plan_fit(slots: list[tuple[float, float]], speech_durations_s: list[float],
-             total_duration_s: float, max_speedup: float, min_gap_s: float) -> list[FitPlan]:
-    """Place each dubbed line at its source segment's start, making it fit.
+             total_duration_s: float, max_speedup: float, min_gap_s: float, *,
+             comfortable_speedup: float | None = None, max_lead_s: float = 0.0,
+             hard_speedup: float | None = None) -> list[FitPlan]:
+    """Place each dubbed line over its source segment, making it fit without losing words.
 
-    In order of preference: keep it as is; speed it up, at most max_speedup;
-    let it run on into the silence after the segment, up to min_gap_s before
-    the next line (or the end of the video); cut the rest. Overflow never
-    takes a line's own segment away: when the next line starts closer than
-    min_gap_s, the line still gets its whole segment.
+    In order of preference:
+    1. keep it as is, at the segment's start;
+    2. speak faster in place, up to `comfortable_speedup` (barely audible);
+    3. at that rate, run on into the silence after the segment (up to
+       min_gap_s before the next line or the video's end), then start up to
+       `max_lead_s` early in the silence before it (never closer than
+       min_gap_s to the previous line, source or dub);
+    4. speak faster over all that room, up to max_speedup;
+    5. past the cap, up to `hard_speedup`: the line is whole but rushed (the
+       review flags it);
+    6. only then cut what is left, faded out.
+    A line never takes another line's time: when its neighbours are closer
+    than min_gap_s it still gets its whole segment. The defaults (comfortable
+    = cap, no lead, hard = cap) are the plain cap-overflow-cut policy.
+    Lines of duration 0 (not dubbed) keep their slot as a boundary.
     """
     if len(slots) != len(speech_durations_s):
         raise ValueError(f"{len(slots)} slots but {len(speech_durations_s)} speech durations")
     if max_speedup < 1.0:
         raise ValueError(f"max_speedup must be >= 1.0, got {max_speedup}")
+    comfortable = max_speedup if comfortable_speedup is None else min(max(comfortable_speedup, 1.0), max_speedup)
+    hard = max_speedup if hard_speedup is None else max(hard_speedup, max_speedup)
     for (s0, e0), (s1, _) in zip(slots, slots[1:]):
         if s1 < e0:
             raise ValueError(f"slots must be sorted and non-overlapping: ({s0}, {e0}) then starts {s1}")
-    plans = []
+    plans: list[FitPlan] = []
+    taken_until_s = None           # the previous line's end, source or dub, whichever is later
     for i, ((start_s, end_s), dur_s) in enumerate(zip(slots, speech_durations_s)):
-        slot_s = end_s - start_s
-        if dur_s <= slot_s:
-            plans.append(FitPlan(1.0, start_s, start_s + dur_s, 0.0, 0.0))
-            continue
-        needed = dur_s / slot_s if slot_s > 0 else math.inf
-        if needed <= max_speedup:
-            # Set the end to the slot's end directly rather than start + dur/rate,
-            # which floating point would put a hair off it.
-            plans.append(FitPlan(needed, start_s, end_s, 0.0, 0.0))
-            continue
-        stretched_s = dur_s / max_speedup
-        limit_s = slots[i + 1][0] - min_gap_s if i + 1 < len(slots) else total_duration_s
-        limit_s = max(limit_s, end_s)
-        wanted_end_s = start_s + stretched_s
-        if wanted_end_s <= limit_s:
-            plans.append(FitPlan(max_speedup, start_s, wanted_end_s, wanted_end_s - end_s, 0.0))
-        else:
-            plans.append(FitPlan(max_speedup, start_s, limit_s, limit_s - end_s, wanted_end_s - limit_s))
+        plan = _fit_one(start_s, end_s, dur_s, comfortable, max_speedup, hard,
+                        earliest_s=_earliest_start(start_s, taken_until_s, min_gap_s, max_lead_s),
+                        latest_s=max(slots[i + 1][0] - min_gap_s if i + 1 < len(slots) else total_duration_s, end_s))
+        plans.append(plan)
+        taken_until_s = max(end_s, plan.placed_end_s, taken_until_s or 0.0)
     return plans
 
 
-def apply_fit(speech: np.ndarray, sample_rate_hz: int, plan: FitPlan) -> np.ndarray:
-    """The line as placed: stretched by plan.rate, exactly the planned span long.
+def _earliest_start(start_s: float, taken_until_s: float | None, min_gap_s: float, max_lead_s: float) -> float:
+    floor_s = 0.0 if taken_until_s is None else taken_until_s + min_gap_s
+    return min(start_s, max(start_s - max_lead_s, floor_s))
 
-    Only a cut line (cut_s > 0) loses audio; it ends with a 30 ms fade-out.
+
+def _fit_one(start_s: float, end_s: float, dur_s: float, comfortable: float, cap: float, hard: float,
+             earliest_s: float, latest_s: float) -> FitPlan:
+    slot_s = end_s - start_s
+    if dur_s <= slot_s:
+        return FitPlan(1.0, start_s, start_s + dur_s, 0.0, 0.0)
+    if slot_s > 0 and dur_s / slot_s <= comfortable:
+        # The end is the slot's end itself, not start + dur/rate, which floating point puts a hair off it.
+        return FitPlan(dur_s / slot_s, start_s, end_s, 0.0, 0.0)
+    length_s = dur_s / comfortable
+    placed_end_s = min(start_s + length_s, latest_s)
+    placed_start_s = max(placed_end_s - length_s, earliest_s)
+    if placed_end_s - placed_start_s >= length_s - 1e-9:
+        return _placed(comfortable, placed_start_s, placed_end_s, start_s, end_s, 0.0)
+    room_s = latest_s - earliest_s
+    rate = dur_s / room_s if room_s > 0 else math.inf
+    if rate <= hard:
+        return _placed(rate, earliest_s, latest_s, start_s, end_s, 0.0)
+    return _placed(hard, earliest_s, latest_s, start_s, end_s, dur_s / hard - room_s)
+
+
+def _placed(rate: float, placed_start_s: float, placed_end_s: float, start_s: float, end_s: float,
+            cut_s: float) -> FitPlan:
+    return FitPlan(rate, placed_start_s, placed_end_s, max(0.0, placed_end_s - end_s), cut_s,
+                   max(0.0, start_s - placed_start_s))
+
+
+def apply_fit(speech: np.ndarray, sample_rate_hz: int, plan: FitPlan) -> np.ndarray:
+    """The line as placed: sped up to last the planned span (plus what is cut), exactly that long.
+
+    The stretch is measured from the audio itself (its length against the span and the cut), so
+    speech the TTS already made faster natively is only stretched by what is left (it may be a
+    little under 1). Only a cut line (cut_s > 0) loses audio; it ends with a 30 ms fade-out.
     Otherwise the length change is at most rounding (a sample or so).
     """
-    out = np.array(time_stretch(speech, sample_rate_hz, plan.rate), dtype=np.float32)
+    speech = _as_2d(speech)
+    full_s = plan.placed_end_s - plan.placed_start_s + plan.cut_s
+    rate = len(speech) / sample_rate_hz / full_s if full_s > 0 else 1.0
+    out = np.array(speech if abs(rate - 1.0) < 1e-4 else time_stretch(speech, sample_rate_hz, rate),
+                   dtype=np.float32)
     n_target = round((plan.placed_end_s - plan.placed_start_s) * sample_rate_hz)
     out = _fit_length(out, n_target)
     if plan.cut_s > 0 and n_target > 0:

@@ -123,7 +123,17 @@ class TTSConfig(_Section):
 class FitConfig(_Section):
     max_speedup: float = Field(1.3, ge=1.0, le=3.0, description="Largest speech-rate increase applied to a dubbed line")
     min_gap_s: float = Field(0.15, ge=0.0, le=2.0,
-                             description="Silence always kept before the next line when a line overflows its slot")
+                             description="Silence always kept between a dubbed line and its neighbours when it "
+                             "runs past its own slot")
+    comfortable_speedup: float = Field(1.1, ge=1.0, le=3.0, description="Speed-up applied in place before a line "
+                                       "borrows silence around it (above max_speedup it is max_speedup)")
+    max_lead_s: float = Field(0.3, ge=0.0, le=2.0, description="How early a line that does not fit may start, in "
+                              "the silence before its source line")
+    hard_max_speedup: float = Field(1.5, ge=1.0, le=3.0, description="A line that does not fit at max_speedup in "
+                                    "all the room around it is spoken faster, up to this, before any of it is cut; "
+                                    "such lines are flagged for review")
+    native_rate: bool = Field(True, description="Synthesize a line that must be faster at the faster rate (where "
+                              "the TTS backend can) rather than time-stretching it")
 
 
 class MixConfig(_Section):
@@ -319,9 +329,11 @@ class ReviewConfig(_Section):
                                              "a share of the source's own, below which a dub is flagged")
     max_loudness_diff_lu: float = Field(2.0, ge=0.0, description="Largest dialogue loudness difference (LU) to the source")
     max_true_peak_dbfs: float = Field(-0.5, description="Highest true peak of the dub track (dBFS)")
-    max_cut_s: float = Field(0.3, ge=0.0, description="Dubbed speech cut off because it did not fit, in total (s)")
-    max_share_sped_up_to_cap: float = Field(0.5, ge=0.0, le=1.0, description="Share of lines sped up to the cap "
-                                            "(fit.max_speedup) above which the dub is flagged as rushed")
+    max_cut_s: float = Field(0.0, ge=0.0, description="Dubbed speech cut off because it did not fit, in total (s), "
+                             "above which the dub is flagged (0: any cut)")
+    max_share_sped_up_to_cap: float = Field(0.05, ge=0.0, le=1.0, description="Share of lines sped up to the cap "
+                                            "(fit.max_speedup) or past it above which the dub is flagged as rushed")
+    flag_over_cap: bool = Field(True, description="Flag a dub with any line spoken faster than fit.max_speedup")
     min_speaker_similarity: float = Field(0.75, ge=-1.0, le=1.0, description="Voice similarity of the dub to the "
                                           "source speaker (Resemblyzer cosine: the same voice scores about 0.9, "
                                           "another voice 0.4-0.7) below which a dub is flagged, when its TTS "

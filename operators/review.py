@@ -34,7 +34,14 @@ def assess(row: dict, config: Config) -> list[str]:
     above("wer", cfg.max_wer, "intelligibility: WER")
     above("cer", cfg.max_cer, "intelligibility: CER")
     above("true_peak_dbfs", cfg.max_true_peak_dbfs, "loudness: true peak", " dBFS")
-    above("cut_s_total", cfg.max_cut_s, "timing: speech cut off", " s")
+    cut = row.get("cut_s_total")
+    if cut is not None and cut > cfg.max_cut_s:
+        reasons.append(f"timing: {cut:.2f} s of speech cut off in {row.get('lines_cut') or 0} line(s) that did not "
+                       f"fit even at {config.fit.hard_max_speedup}x (> {cfg.max_cut_s} s)")
+    over = row.get("lines_over_cap")
+    if cfg.flag_over_cap and over:
+        reasons.append(f"timing: {over} line(s) spoken faster than the {config.fit.max_speedup}x cap (up to "
+                       f"{row.get('speech_rate_max') or 0:.2f}x) to keep every word")
     diff = row.get("loudness_diff_lu")
     if diff is not None and abs(diff) > cfg.max_loudness_diff_lu:
         reasons.append(f"loudness: dialogue {diff:+.1f} LU from the source (> {cfg.max_loudness_diff_lu} LU)")

@@ -84,12 +84,14 @@ SEGMENT = pa.struct([
     ("target_text", pa.string()),
     ("tts_uri", pa.string()),                     # raw synthesized speech
     ("tts_duration_s", pa.float64()),
+    ("tts_rate", pa.float64()),                   # speaking rate the TTS synthesized at natively (1.0 = its own)
     ("fit_uri", pa.string()),                     # speech after duration fit, as placed
-    ("speech_rate", pa.float64()),                # speed-up applied (1.0 = none)
+    ("speech_rate", pa.float64()),                # speed-up applied, native and stretched together (1.0 = none)
     ("placed_start_s", pa.float64()),
     ("placed_end_s", pa.float64()),
     ("overflow_s", pa.float64()),                 # time taken from the silence after the segment
     ("cut_s", pa.float64()),                      # speech that did not fit even then, cut off
+    ("lead_s", pa.float64()),                     # time taken from the silence before the segment
     ("back_text", pa.string()),                   # the dub transcribed back
     ("wer", pa.float64()),
     ("cer", pa.float64()),
@@ -244,6 +246,9 @@ RESULT_FIELDS = [
     pa.field("share_at_speed_cap", pa.float64()),  # lines that needed the largest speed-up or more
     pa.field("overflow_s_total", pa.float64()),
     pa.field("cut_s_total", pa.float64()),
+    pa.field("lead_s_total", pa.float64()),        # taken from the silence before lines
+    pa.field("lines_over_cap", pa.int32()),        # lines spoken faster than fit.max_speedup (whole, but rushed)
+    pa.field("lines_cut", pa.int32()),             # lines that lost speech even at fit.hard_max_speedup
     # translation: the pairs machine translation went through ("en-es", then "es-pt" for a pivot), or
     # ["subtitles"] for the catalog's own; null when nothing was translated
     pa.field("translation_route", pa.list_(pa.string())),

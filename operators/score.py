@@ -77,7 +77,8 @@ class Score(Operator):
     name = "score"
     reads = ("segments", "lang", "asr_audio_uri")
     writes = ("wer", "cer", "speech_rate_mean", "speech_rate_max", "share_sped_up", "share_at_speed_cap",
-              "overflow_s_total", "cut_s_total", "speaker_similarity", "segments.back_text", "segments.wer",
+              "overflow_s_total", "cut_s_total", "lead_s_total", "lines_over_cap",
+              "lines_cut", "speaker_similarity", "segments.back_text", "segments.wer",
               "segments.cer", "segments.speaker_similarity")
     resources = Resources(num_cpus=1, pool=(1, 2))
     output_schema = RESULT
@@ -101,6 +102,9 @@ class Score(Operator):
                                    if rates else None),
             "overflow_s_total": sum(s["overflow_s"] for s in dubbed),
             "cut_s_total": sum(s["cut_s"] for s in dubbed),
+            "lead_s_total": sum(s.get("lead_s") or 0.0 for s in dubbed),
+            "lines_over_cap": sum(r > self.config.fit.max_speedup + 1e-6 for r in rates),
+            "lines_cut": sum(s["cut_s"] > 0 for s in dubbed),
         }
         if self.config.score.back_transcribe and dubbed:
             try:

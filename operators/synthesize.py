@@ -1,17 +1,28 @@
-"""Speak each segment's target text in the target language."""
+"""Speak each segment's target text in the target language.
+
+A line too long for its slot is spoken again faster, natively, where the
+backend can (`speaks_faster`): at the rate the duration fit's plan will ask
+of it (operators/fit_duration.py), which sounds better than time-stretching
+the line afterwards. The rate is recorded per segment (tts_rate).
+"""
 from __future__ import annotations
 
 from operators import paths
+from operators.fit_duration import fit_plans
 from operators import uri as uris
 from operators.backends import load_tts
 from operators.base import Operator, Resources, RowError, add_model, require_binary
 from operators.schema import RESULT
 
 
+# Below this speed-up a time-stretch is inaudible and a second synthesis not worth its time.
+NATIVE_MIN_RATE = 1.03
+
+
 class Synthesize(Operator):
     name = "synthesize"
-    reads = ("segments.target_text", "lang")
-    writes = ("segments.tts_uri", "segments.tts_duration_s", "voice_cloned")
+    reads = ("segments.target_text", "segments.start_s", "segments.end_s", "lang", "duration_s")
+    writes = ("segments.tts_uri", "segments.tts_duration_s", "segments.tts_rate", "voice_cloned")
     resources = Resources(num_cpus=1, pool=(1, 2))
     output_schema = RESULT
 
@@ -33,9 +44,19 @@ class Synthesize(Operator):
                 segments.append(seg)
                 continue
             tts_uri = paths.line_audio(self.work_dir, row["video_id"], lang, i, "tts")
-            with uris.staged_output(tts_uri) as local:
-                duration_s = self.backend.synthesize(seg["target_text"], lang, local)
-            segments.append({**seg, "tts_uri": tts_uri, "tts_duration_s": duration_s})
+            segments.append({**seg, "tts_uri": tts_uri, "tts_rate": 1.0,
+                             "tts_duration_s": self._speak(seg["target_text"], lang, tts_uri, 1.0)})
+        if self.config.fit.native_rate and getattr(self.backend, "speaks_faster", lambda _: False)(lang):
+            for seg, plan in zip(segments, fit_plans(segments, row["duration_s"], self.config.fit)):
+                if seg.get("tts_uri") and plan.rate > NATIVE_MIN_RATE:
+                    seg["tts_rate"] = plan.rate
+                    seg["tts_duration_s"] = self._speak(seg["target_text"], lang, seg["tts_uri"], plan.rate)
         add_model(row, self.name, self.backend.model_info(lang))
         cloned = bool(getattr(self.backend, "clones_voice", lambda _: False)(lang))
         return {**row, "segments": segments, "voice_cloned": cloned}
+
+    def _speak(self, text: str, lang: str, tts_uri: str, rate: float) -> float:
+        with uris.staged_output(tts_uri) as local:
+            if rate == 1.0:
+                return self.backend.synthesize(text, lang, local)
+            return self.backend.synthesize(text, lang, local, rate=rate)

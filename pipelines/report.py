@@ -49,7 +49,8 @@ def scores() -> tuple[tuple, ...]:
     )
 
 
-SEGMENT_COLUMNS = ("start_s", "end_s", "source_text", "target_text", "speech_rate", "overflow_s", "back_text",
+SEGMENT_COLUMNS = ("start_s", "end_s", "source_text", "target_text", "speech_rate", "lead_s", "overflow_s", "cut_s",
+                   "back_text",
                    "wer", "speaker_similarity", "loudness_diff_lu", "speaker_track_id", "sync_offset_frames",
                    "sync_confidence", "mouth_change_ratio", "lip_reason")
 
@@ -160,7 +161,8 @@ LABELS = {
     "speech_rate_max": "largest speed-up", "share_at_speed_cap": "lines at the speed-up cap",
     "face_coverage": "face on screen", "share_rerendered": "frames re-rendered", "start_s": "start (s)",
     "end_s": "end (s)", "source_text": "source", "target_text": "translation", "speech_rate": "speed-up",
-    "overflow_s": "into the pause (s)", "back_text": "heard back", "speaker_track_id": "face track",
+    "overflow_s": "into the pause (s)", "lead_s": "early start (s)",
+    "cut_s": "cut (s)", "back_text": "heard back", "speaker_track_id": "face track",
     "lip_reason": "lips left alone because",
 }
 

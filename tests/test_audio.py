@@ -323,3 +323,54 @@ def test_true_peak_of_a_file_read_in_ranges_equals_the_array(tmp_path):
     assert from_file == pytest.approx(A.true_peak_dbfs(A.read_wav(tmp_path / "x.wav")[0], sr), abs=1e-6)
     # a quarter-rate tone at 45 degrees: samples at 0.7 sin(pi/4) = 0.49, the wave itself peaks at 0.7
     assert from_file == pytest.approx(20 * math.log10(0.7), abs=0.3)
+
+
+# ---------------------------------------------------------------- plan_fit: no speech cut
+
+POLICY = dict(max_speedup=1.3, min_gap_s=0.15, comfortable_speedup=1.1, max_lead_s=0.3, hard_speedup=1.5)
+
+
+def test_plan_fit_small_speedup_stays_in_place():
+    [p] = A.plan_fit([(1.0, 3.0)], [2.1], 10.0, **POLICY)
+    assert (p.placed_start_s, p.placed_end_s, p.lead_s, p.overflow_s) == (1.0, 3.0, 0.0, 0.0)
+    assert p.rate == pytest.approx(1.05)
+
+
+def test_plan_fit_borrows_silence_after_before_speeding_up_more():
+    # needs 1.5x in its slot; at 1.1x it lasts 2.727 s and the pause after holds it
+    plans = A.plan_fit([(1.0, 3.0), (5.0, 6.0)], [3.0, 0.5], 10.0, **POLICY)
+    p = plans[0]
+    assert p.rate == pytest.approx(1.1) and p.placed_start_s == 1.0 and p.lead_s == 0.0
+    assert p.placed_end_s == pytest.approx(1.0 + 3.0 / 1.1) and p.cut_s == 0.0
+
+
+def test_plan_fit_borrows_silence_before_when_after_is_taken():
+    # next line 0.15 s after: nothing after; the line starts up to 0.3 s early (the previous line ended at 0.2 s)
+    plans = A.plan_fit([(0.0, 0.2), (1.0, 3.0), (3.15, 4.0)], [0.2, 2.5, 0.8], 10.0, **POLICY)
+    p = plans[1]
+    assert p.placed_end_s == 3.0 and p.overflow_s == 0.0
+    assert p.placed_start_s == pytest.approx(3.0 - 2.5 / 1.1) and p.lead_s == pytest.approx(1.0 - p.placed_start_s)
+    assert p.rate == pytest.approx(1.1) and p.cut_s == 0.0
+    assert p.placed_start_s >= plans[0].placed_end_s + 0.15
+
+
+def test_plan_fit_never_starts_over_the_previous_line():
+    plans = A.plan_fit([(0.0, 0.9), (1.0, 3.0), (3.0, 4.0)], [0.9, 2.6, 1.0], 10.0, **POLICY)
+    assert plans[1].placed_start_s == 1.0 and plans[1].lead_s == 0.0         # 0.1 s gap < min_gap: no lead
+    assert plans[1].rate == pytest.approx(1.3) and plans[1].cut_s == 0.0
+
+
+def test_plan_fit_over_the_cap_before_any_cut_then_cut_at_the_hard_limit():
+    [over] = A.plan_fit([(0.0, 2.0)], [2.8], 2.0, **POLICY)                # room 2.0 s, needs 1.4x
+    assert over.rate == pytest.approx(1.4) and over.cut_s == 0.0
+    [cut] = A.plan_fit([(0.0, 2.0)], [3.4], 2.0, **POLICY)                 # needs 1.7x: 1.5x and a cut
+    assert cut.rate == 1.5 and cut.cut_s == pytest.approx(3.4 / 1.5 - 2.0)
+
+
+def test_apply_fit_stretches_only_what_native_rate_left():
+    # synthesized natively at 1.25x already: 2.0 s of audio for a 2.0 s span is not stretched at all
+    speech = tone(300, 2.0, amplitude=0.5)
+    plan = A.FitPlan(1.25, 1.0, 3.0, 0.0, 0.0)
+    out = A.apply_fit(speech, SR, plan)
+    assert out.shape == (2 * SR, 1)
+    np.testing.assert_array_equal(out[:, 0], speech.reshape(-1))

@@ -11,7 +11,7 @@ def good(**changes):
     row = {"status": "ok", "wer": 0.2, "cer": 0.1, "true_peak_dbfs": -1.2, "cut_s_total": 0.0,
            "loudness_diff_lu": 0.0, "lip_status": "rendered", "sync_offset_frames": 0,
            "sync_confidence": 0.85, "source_sync_confidence": 0.9, "face_coverage": 1.0,
-           "share_at_speed_cap": 0.5, "voice_cloned": True, "speaker_similarity": 0.9, "mouth_change_ratio": 1.1}
+           "share_at_speed_cap": 0.04, "lines_over_cap": 0, "lines_cut": 0, "voice_cloned": True, "speaker_similarity": 0.9, "mouth_change_ratio": 1.1}
     row.update(changes)
     return row
 
@@ -25,7 +25,10 @@ def test_a_good_dub_needs_no_review():
     ({"wer": 1.0}, "intelligibility: WER 1.00 > 0.5"),
     ({"cer": 0.5}, "intelligibility: CER 0.50 > 0.35"),
     ({"true_peak_dbfs": 0.2}, "loudness: true peak 0.20 dBFS > -0.5 dBFS"),
-    ({"cut_s_total": 1.25}, "timing: speech cut off 1.25 s > 0.3 s"),
+    ({"cut_s_total": 1.25, "lines_cut": 2}, "timing: 1.25 s of speech cut off in 2 line(s) that did not fit even "
+                                             "at 1.5x (> 0.0 s)"),
+    ({"lines_over_cap": 3, "speech_rate_max": 1.42}, "timing: 3 line(s) spoken faster than the 1.3x cap (up to "
+                                                      "1.42x) to keep every word"),
     ({"loudness_diff_lu": -3.0}, "loudness: dialogue -3.0 LU from the source (> 2.0 LU)"),
     ({"share_at_speed_cap": 1.0}, "timing: 100% of lines sped up to the cap (1.3x)"),
     ({"speaker_similarity": 0.5}, "voice: similarity to the source speaker 0.50 < 0.75"),

@@ -38,8 +38,12 @@ class AutoTTS:
     def supports(self, lang: str) -> bool:
         return self.piper.supports(lang) or self.espeak.supports(lang)
 
-    def synthesize(self, text: str, lang: str, out_path: str, speaker_wav: str | None = None) -> float:
-        return self.backend_for(lang).synthesize(text, lang, out_path, speaker_wav)
+    def synthesize(self, text: str, lang: str, out_path: str, speaker_wav: str | None = None,
+                   rate: float = 1.0) -> float:
+        return self.backend_for(lang).synthesize(text, lang, out_path, speaker_wav, rate=rate)
+
+    def speaks_faster(self, lang: str) -> bool:
+        return self.backend_for(lang).speaks_faster(lang)
 
     def clones_voice(self, lang: str) -> bool:
         return self.backend_for(lang).clones_voice(lang)

@@ -44,13 +44,15 @@ class EspeakTTS:
     def supports(self, lang: str) -> bool:
         return languages.espeak_voice(lang) is not None
 
-    def synthesize(self, text: str, lang: str, out_path: str, speaker_wav: str | None = None) -> float:
-        """espeak-ng writes 22050 Hz mono 16-bit PCM; `speaker_wav` is ignored (no cloning)."""
+    def synthesize(self, text: str, lang: str, out_path: str, speaker_wav: str | None = None,
+                   rate: float = 1.0) -> float:
+        """espeak-ng writes 22050 Hz mono 16-bit PCM; `speaker_wav` is ignored (no cloning); `rate`
+        scales the words per minute."""
         if not text.strip():
             raise ValueError("nothing to synthesize: empty text")
         # Text goes through stdin: never parsed as an option, never through a shell.
         proc = subprocess.run(
-            ["espeak-ng", "-v", self.voice(lang), "-s", str(self.config.espeak_words_per_min),
+            ["espeak-ng", "-v", self.voice(lang), "-s", str(round(self.config.espeak_words_per_min * rate)),
              "-w", out_path],
             input=" ".join(text.split()), capture_output=True, text=True, encoding="utf-8", timeout=120)
         if proc.returncode != 0:
@@ -59,6 +61,9 @@ class EspeakTTS:
 
     def clones_voice(self, lang: str) -> bool:
         return False
+
+    def speaks_faster(self, lang: str) -> bool:
+        return True
 
     def model_info(self, lang: str) -> ModelInfo:
         return ModelInfo(name=f"espeak-ng:{self.voice(lang)}", version=espeak_version(),

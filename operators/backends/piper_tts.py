@@ -94,8 +94,12 @@ class PiperTTS:
     def supports(self, lang: str) -> bool:
         return not isinstance(self._resolve(lang), Exception)
 
-    def synthesize(self, text: str, lang: str, out_path: str, speaker_wav: str | None = None) -> float:
-        """Mono 16-bit wav at the voice's own rate; `speaker_wav` is ignored (no cloning)."""
+    def synthesize(self, text: str, lang: str, out_path: str, speaker_wav: str | None = None,
+                   rate: float = 1.0) -> float:
+        """Mono 16-bit wav at the voice's own sample rate; `speaker_wav` is ignored (no cloning); `rate`
+        divides the voice's phoneme lengths (its length_scale)."""
+        from piper import SynthesisConfig
+
         if not text.strip():
             raise ValueError("nothing to synthesize: empty text")
         voice = self._voice(lang)
@@ -104,12 +108,16 @@ class PiperTTS:
             wf.setnchannels(1)
             wf.setsampwidth(2)
             wf.setframerate(voice.config.sample_rate)
-            voice.synthesize_wav(text, wf, set_wav_format=False)
+            syn = SynthesisConfig(length_scale=(voice.config.length_scale or 1.0) / rate) if rate != 1.0 else None
+            voice.synthesize_wav(text, wf, syn_config=syn, set_wav_format=False)
             frames = wf.getnframes()
         return frames / float(voice.config.sample_rate)
 
     def clones_voice(self, lang: str) -> bool:
         return False
+
+    def speaks_faster(self, lang: str) -> bool:
+        return True
 
     def model_info(self, lang: str) -> ModelInfo:
         return self._resolved_voice(lang).info

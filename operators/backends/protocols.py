@@ -97,18 +97,23 @@ class TTSBackend(Protocol):
     def supports(self, lang: str) -> bool: ...
 
     def synthesize(self, text: str, lang: str, out_path: str,
-                   speaker_wav: str | None = None) -> float:
+                   speaker_wav: str | None = None, rate: float = 1.0) -> float:
         """Write mono 16-bit PCM wav speech to local `out_path`; return its duration in s.
 
         `text` is never empty (operators skip lines without text).
 
         `speaker_wav` is a reference of the source speaker for cloning backends;
-        backends that cannot clone ignore it.
+        backends that cannot clone ignore it. `rate` > 1 speaks faster; it is
+        only passed to backends whose `speaks_faster(lang)` is true.
         """
 
     def clones_voice(self, lang: str) -> bool:
         """Whether this backend speaks `lang` in the source speaker's voice. The review expects a high
         speaker similarity only then (a backend without this method is taken not to clone)."""
+
+    def speaks_faster(self, lang: str) -> bool:
+        """Whether `synthesize(..., rate=r)` speaks faster natively (a line that must fit sounds better
+        so than time-stretched). A backend without this method is only time-stretched."""
 
     def model_info(self, lang: str) -> ModelInfo: ...
 

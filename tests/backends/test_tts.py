@@ -123,3 +123,18 @@ def test_auto_uses_piper_where_a_voice_resolves(monkeypatch):
     tts = AutoTTS(TTSConfig())
     assert tts.model_info("en").name == "piper:en_US-joe-medium"
     assert tts.supports("de") and not tts.supports("xx")
+
+
+@pytest.mark.parametrize("backend", ["piper", "espeak"])
+def test_native_faster_rate_is_shorter_and_still_heard(backend, piper, asr, tmp_path):
+    """A line that must fit is spoken faster by the voice itself, and every word is still there."""
+    tts = piper if backend == "piper" else EspeakTTS(TTSConfig())
+    assert tts.speaks_faster("en")
+    text = "The weather is nice today and the sun is shining."
+    normal = tts.synthesize(text, "en", str(tmp_path / "normal.wav"))
+    fast = tts.synthesize(text, "en", str(tmp_path / "fast.wav"), rate=1.4)
+    # Piper draws its phoneme lengths with noise, so one line varies by some 10% from run to run; the
+    # duration fit stretches what is left, measured on the audio itself.
+    assert 0.6 < fast / normal < 0.88
+    heard = asr.transcribe(str(tmp_path / "fast.wav"), "en")
+    assert words_of(" ".join(w.text for s in heard.segments for w in s.words)) == words_of(text)
