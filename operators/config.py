@@ -165,6 +165,9 @@ class FacesConfig(_Section):
                                    "Nth frame (at the first detection after it), at each shot start, and at every "
                                    "detection while no face is tracked. Backends that cannot search around a face "
                                    "(insightface) search the whole picture at every detection")
+    max_missed_detections: int = Field(4, ge=0, le=50, description="Detections in a row a tracked face may miss "
+                                       "(a turn, a hand, motion blur) while its landmarks carry it; one more and "
+                                       "the track ends at its last confirmed frame")
     detect_max_side_px: int = Field(960, ge=160, description="Frames are scaled to this longest side for detection "
                                     "(landmarks use full resolution). dlib's HOG finds faces from about 80 px at "
                                     "that scale, so 960 finds 55 px faces in a 640 px video and 107 px in 1280 px")

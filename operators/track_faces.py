@@ -3,8 +3,11 @@
 The detector runs at each shot start and every `faces.detect_every_frames`
 frames; in between, each face's box follows its own landmarks from the
 previous frame (a landmark model is ~50x cheaper than a detector). A track
-ends at its shot's end, when a detection no longer confirms it (the face
-turned away or was covered), or when it leaves the frame. Landmarks are
+survives `faces.max_missed_detections` detections in a row that miss it (a
+head turning past the detector's reach, a hand, motion blur), carried by its
+landmarks; it ends at its shot's end, after one more miss (then at its last
+confirmed frame: the face turned away or was covered), or when it leaves
+the frame. Landmarks are
 smoothed over time per track. Alongside, a crop of each tracked mouth is
 kept (every third frame): the renderer fills open mouths from them. Where the
 backend is also a FaceEmbedder, each track gets an identity embedding: the
@@ -19,6 +22,7 @@ operators/faces_file.py.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,6 +63,9 @@ class _Track:
     crop_origins: list[tuple[int, int]] = field(default_factory=list)
     crop_size: tuple[int, int] | None = None
     end_reason: str = "shot end"
+    misses: int = 0                    # detections in a row that did not confirm it
+    confirmed_frame: int = -1          # the last frame a detection confirmed it
+    confirmed_box: FaceBox | None = None
     embeddings: list[np.ndarray] = field(default_factory=list)
     last_embedded_s: float | None = None
 
@@ -151,20 +158,25 @@ class TrackFaces(Operator):
                 frame_shot = int(shots_by_frame[min(i, len(shots_by_frame) - 1)])
                 new_shot = frame_shot != shot
                 if new_shot:
-                    done += active
+                    done += _closed(active)
                     active, shot = [], frame_shot
                 detected = set()
                 if new_shot or i % cfg.detect_every_frames == 0:
                     # The whole picture is scanned at a shot's start, every `scan_every_frames`, and while
                     # no face is tracked; in between, each tracked face is confirmed around its own box.
-                    scan = new_shot or not active or i - last_scan >= cfg.scan_every_frames
+                    scan = (new_shot or not active or i - last_scan >= cfg.scan_every_frames
+                            or any(t.misses for t in active))       # a face carried unconfirmed may have moved
                     last_scan = i if scan else last_scan
-                    active, ended, next_id = self._match(image, active, next_id, shot, scan)
+                    active, ended, next_id = self._match(image, active, next_id, shot, scan,
+                                                         cfg.max_missed_detections, i)
                     done += ended
-                    detected = {t.track_id for t in active}
+                    detected = {t.track_id for t in active if t.misses == 0}
                 for track in list(active):
                     lm = self.backend.landmarks(image, track.box)
-                    if track.landmarks:
+                    # An unconfirmed face's box holds still: landmarks fitted to a hand or a turned head
+                    # would walk it off the face before the next detection could find it again. A box a
+                    # detection has just set is where the face is: it is not moved again.
+                    if track.landmarks and not track.misses and track.confirmed_frame != i:
                         track.box = follow(track.box, track.landmarks[-1], lm)
                     if outside_share(track.box, width, height) > MAX_OUTSIDE_SHARE:
                         track.end_reason = f"left the frame at {time_s:.2f} s"
@@ -191,7 +203,7 @@ class TrackFaces(Operator):
                              f"damaged picture data")
         for t in active:
             t.end_reason = "shot end" if last >= len(times_pts) or shard["margin_after_frames"] == 0 else "shard end"
-        done += active
+        done += _closed(active) if all(t.end_reason == "shot end" for t in active) else active
         tracks = [t for t in done if t.frames]
         faces_uri = paths.shard_work(self.work_dir, row["video_id"], row["shard_index"], "faces.npz")
         embeddings = _embeddings(tracks, self.embedder)
@@ -203,11 +215,12 @@ class TrackFaces(Operator):
         return {**row, "faces_uri": faces_uri,
                 "face_tracks": [_summary(t, frames_, landmarks, times) for t, frames_, landmarks in owned]}
 
-    def _match(self, image: np.ndarray, active: list[_Track], next_id: int,
-               shot: int, scan: bool = True) -> tuple[list[_Track], list[_Track], int]:
-        """Detections confirm tracks (by box overlap), end unconfirmed ones, start new ones.
+    def _match(self, image: np.ndarray, active: list[_Track], next_id: int, shot: int, scan: bool = True,
+               max_misses: int = 0, frame: int = 0) -> tuple[list[_Track], list[_Track], int]:
+        """Detections confirm tracks (by box overlap), carry or end unconfirmed ones, start new ones.
 
-        `scan`: detect in the whole picture; else only around each active track's box.
+        `scan`: detect in the whole picture; else only around each active track's box. A track
+        unconfirmed more than `max_misses` times in a row ends, cut back to its last confirmed frame.
         """
         detect_around = getattr(self.backend, "detect_around", None)
         if scan or detect_around is None:
@@ -218,20 +231,57 @@ class TrackFaces(Operator):
                           if not any(iou(d, e) >= 0.5 and (e.score, -k) > (d.score, -j) for k, e in enumerate(found))]
         kept, ended, used = [], [], set()
         for track in active:
-            scores = [(iou(track.box, d), j) for j, d in enumerate(detections) if j not in used]
+            scores = [(_likeness(track, d), j) for j, d in enumerate(detections) if j not in used]
             best = max(scores, default=(0.0, -1))
             if best[0] >= IOU_MATCH:
                 used.add(best[1])
-                track.box = detections[best[1]]
+                track.box = track.confirmed_box = detections[best[1]]
+                track.misses, track.confirmed_frame = 0, frame
+                kept.append(track)
+            elif track.misses < max_misses:
+                # Carried by its landmarks until the next detection, which searches where it was last seen
+                # (since then, landmarks may have followed the hand or card in front of it).
+                track.misses += 1
+                track.box = track.confirmed_box or track.box
                 kept.append(track)
             else:
-                track.end_reason = "lost (no face detected: turned away or covered)"
+                track.end_reason = (f"lost (no face detected {track.misses + 1} times in a row: turned away or "
+                                    "covered)")
+                _cut_back(track, track.confirmed_frame)
                 ended.append(track)
         for j, d in enumerate(detections):
             if j not in used and not any(iou(d, t.box) >= IOU_MATCH for t in kept):
-                kept.append(_Track(next_id, shot, d))
+                kept.append(_Track(next_id, shot, d, confirmed_frame=frame, confirmed_box=d))
                 next_id += 1
         return kept, ended, next_id
+
+
+def _likeness(track: _Track, d: FaceBox) -> float:
+    """Box overlap; for a face carried unconfirmed (it may have moved since it was last seen), a detection
+    of about its size within a face width of where it was last seen counts as an overlap at the threshold."""
+    overlap = iou(track.box, d)
+    if not track.misses or overlap >= IOU_MATCH:
+        return overlap
+    box = track.box
+    width, d_width = box.x1 - box.x0, d.x1 - d.x0
+    near = math.hypot((box.x0 + box.x1 - d.x0 - d.x1) / 2, (box.y0 + box.y1 - d.y0 - d.y1) / 2) <= width
+    return IOU_MATCH if near and 0.6 <= d_width / max(width, 1e-6) <= 1.6 else overlap
+
+
+def _closed(tracks: list[_Track]) -> list[_Track]:
+    """Tracks at their shot's end: one the detector had stopped confirming is cut back to where it last did."""
+    for t in tracks:
+        if t.misses:
+            _cut_back(t, t.confirmed_frame)
+    return tracks
+
+
+def _cut_back(track: _Track, last_frame: int) -> None:
+    """Drop what a track carried past its last confirmed frame: landmarks there may be off the face."""
+    n = sum(f <= last_frame for f in track.frames)
+    del track.frames[n:], track.landmarks[n:]
+    k = sum(f <= last_frame for f in track.crop_frames)
+    del track.crops[k:], track.crop_frames[k:], track.crop_origins[k:]
 
 
 class _Picture:

@@ -83,3 +83,94 @@ def test_a_face_entering_mid_shot_is_found_at_the_next_whole_picture_search(tmp_
     tracks = operator.process_row(row)["face_tracks"]
     spans = sorted((t["start_frame"], t["end_frame"]) for t in tracks)
     assert spans == [(0, 75), (found_at, 75)], spans
+
+
+def _covered_video(tmp_path, frames: tuple[int, int]) -> tuple[str, str]:
+    """One face, 3 s at 25 fps, under a grey card from frames[0] to frames[1] (inclusive)."""
+    import subprocess
+
+    from operators.media import frame_times
+
+    clean, path = str(tmp_path / "clean.mp4"), str(tmp_path / f"covered-{frames[0]}-{frames[1]}.mp4")
+    head = dummies.portrait("astronaut")[20:300, 90:400]
+    dummies.talking_video(clean, 3.0, [dummies.FaceSpec(head, (320, 180), 120)], size=(640, 360))
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", clean, "-vf",
+                    f"drawbox=x=220:y=60:w=200:h=240:color=gray:t=fill:enable='between(n,{frames[0]},{frames[1]})'",
+                    "-c:v", "libx264", "-crf", "18", "-c:a", "copy", path], check=True)
+    times_uri = str(tmp_path / "frame_times.npy")
+    np.save(times_uri, frame_times(path))
+    return path, times_uri
+
+
+def _tracks_of(tmp_path, path: str, times_uri: str, **faces) -> list[dict]:
+    from operators.config import Config
+    from operators.track_faces import TrackFaces
+
+    config = Config.load(None)
+    config = config.model_copy(update={"faces": config.faces.model_copy(update=faces)})
+    row = {"video_id": "covered", "uri": path, "frame_times_uri": times_uri, "shard_index": 0,
+           "shots": [{"shot_index": 0, "start_frame": 0, "end_frame": 75, "start_s": 0.0, "end_s": 3.0}],
+           "shards": [{"start_frame": 0, "end_frame": 75, "margin_before_frames": 0, "margin_after_frames": 0}]}
+    operator = TrackFaces(config, str(tmp_path / "work"), str(tmp_path / "out"))
+    operator.setup()
+    return operator.process_row(row)["face_tracks"]
+
+
+def test_a_face_covered_for_two_detections_keeps_one_track(tmp_path):
+    """Covered over frames 32-43: the detections at 35 and 40 miss it (faces.max_missed_detections is 4), its landmarks carry it, and it is
+    one track 0-75. Allowed no miss, it is two tracks with a gap (the first ends at its last confirmed frame)."""
+    path, times_uri = _covered_video(tmp_path, (32, 43))
+    tracks = _tracks_of(tmp_path, path, times_uri)
+    assert [(t["start_frame"], t["end_frame"], t["end_reason"]) for t in tracks] == [(0, 75, "shot end")]
+    assert len(_tracks_of(tmp_path, path, times_uri, max_missed_detections=0)) > 1    # the misses are real
+    one_miss = _tracks_of(tmp_path, path, times_uri, max_missed_detections=0)
+    assert sorted((t["start_frame"], t["end_frame"]) for t in one_miss) == [(0, 31), (45, 75)]
+
+
+def test_a_face_gone_for_good_ends_at_its_last_confirmed_frame(tmp_path):
+    """Covered from frame 32 to the end: five detections miss (35 to 55), and the track ends cut back to
+    frame 30, the last a detection confirmed, not at 55 with landmarks drawn on the card."""
+    path, times_uri = _covered_video(tmp_path, (32, 80))
+    (track,) = _tracks_of(tmp_path, path, times_uri)
+    assert (track["start_frame"], track["end_frame"]) == (0, 31)
+    assert track["end_reason"].startswith("lost (no face detected 5 times in a row")
+
+
+def _turned(image: np.ndarray, yaw_deg: float) -> np.ndarray:
+    """The portrait as a card turned about its vertical axis by `yaw_deg`, seen in perspective."""
+    import cv2
+
+    h, w = image.shape[:2]
+    distance = 2.5 * w
+    corners = []
+    for x, y in ((0, 0), (w, 0), (w, h), (0, h)):
+        depth = (x - w / 2) * np.sin(np.radians(yaw_deg))
+        k = distance / (distance + depth)
+        corners.append((w / 2 + (x - w / 2) * np.cos(np.radians(yaw_deg)) * k, h / 2 + (y - h / 2) * k))
+    warp = cv2.getPerspectiveTransform(np.float32(((0, 0), (w, 0), (w, h), (0, h))), np.float32(corners))
+    return cv2.warpPerspective(image, warp, (w, h), borderValue=(90, 90, 90))
+
+
+def test_a_head_turning_to_56_degrees_and_back_is_one_track(tmp_path):
+    """The head turns away to 56 degrees and back over 3 s, drifting sideways: dlib's HOG misses it near
+    the turn's peak, its landmarks carry it there, and it stays one track through the whole shot."""
+    from operators.media import frame_times
+
+    head = dummies.portrait("astronaut")[20:300, 90:400]
+    path = str(tmp_path / "turn.mp4")
+    with av.open(path, "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
+        for i in range(75):
+            yaw = 56.0 * np.sin(np.pi * i / 74)
+            canvas = np.full((360, 640, 3), 90, np.uint8)
+            face = _turned(head, yaw)
+            x = 120 + int(2 * i)                                       # 150 px of drift over the shot
+            canvas[40:40 + face.shape[0], x:x + face.shape[1]] = face
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")))
+        out.mux(stream.encode())
+    times_uri = str(tmp_path / "frame_times.npy")
+    np.save(times_uri, frame_times(path))
+    tracks = _tracks_of(tmp_path, path, times_uri)
+    assert [(t["start_frame"], t["end_frame"], t["end_reason"]) for t in tracks] == [(0, 75, "shot end")]
+    assert len(_tracks_of(tmp_path, path, times_uri, max_missed_detections=0)) > 1    # the misses are real
