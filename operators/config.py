@@ -196,6 +196,15 @@ class LipsConfig(_Section):
                                                      "are cross-faded there")
     ramp_frames: int = Field(3, ge=0, description="Frames over which the mouth blends from the source shape into "
                                                   "the dub at the edges of each rendered span")
+    mode: Literal["natural", "tight"] = Field("natural", description="'natural': the speaker's own mouth movement; "
+                                              "'tight': larger excursions (tight_gain) for a sync a viewer reads "
+                                              "at once. Lips closed on bilabials needs a phoneme aligner for the "
+                                              "language, which no offline backend has yet")
+    tight_gain: float = Field(1.35, ge=1.0, le=2.0, description="Excursion gain from the resting mouth in 'tight' "
+                                                                "mode")
+    fallback_model: bool = Field(True, description="A speaker with too little footage to learn their mouth "
+                                                   "(min_model_frames) gets the speaker-independent loudness "
+                                                   "mouth instead of keeping the source lips")
 
     @model_validator(mode="after")
     def _overlap_in_chunk(self) -> "LipsConfig":
@@ -348,6 +357,16 @@ class ReviewConfig(_Section):
     max_mouth_change_ratio: float = Field(2.0, ge=0.0, description="Frame-to-frame lip movement of the re-rendered "
                                           "mouth over the source's in the same frames, above which the render is "
                                           "flagged as unsteady")
+    min_visual_ssim: float = Field(0.8, ge=0.0, le=1.0, description="Structure (SSIM) around the lips of a "
+                                   "re-rendered line's worst frames against the source, below which it is flagged "
+                                   "(a smear, a ghost, a chin or collar pulled out of shape)")
+    max_visual_seam: float = Field(4.0, ge=0.0, description="Edge at the border of a re-rendered mouth box (luma "
+                                   "levels per pixel) above which a line is flagged")
+    max_visual_flicker: float = Field(8.0, ge=0.0, description="Frame-to-frame change of what the renderer altered "
+                                      "around the lips (luma levels) above which a line is flagged as flickering")
+    max_mouth_shape_error: float = Field(0.12, ge=0.0, description="Distance of the re-measured lips from the "
+                                         "shape asked for (face units: eye-to-eye distance) above which a line is "
+                                         "flagged")
     min_face_coverage_unrendered: float = Field(0.5, ge=0.0, le=1.0, description="A face was on screen for this "
                                                 "share of the speech but no lips were re-rendered: flagged")
     flag_pivoted: bool = Field(True, description="Flag results machine-translated through a pivot language "

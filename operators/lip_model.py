@@ -131,11 +131,14 @@ class FitLipModel(Operator):
             track_frames, landmarks = self._footage(faces, segments, sorted(
                 (t for t in tracks.values() if speaker_of[t["track_id"]] == sid),
                 key=lambda t: (t["start_frame"], t["track_id"])))
-            if len(track_frames) < cfg.min_model_frames:
-                continue
-            lips = np.array([geometry.lips_in_face_frame(lm) for lm in landmarks])
+            lips = np.array([geometry.lips_in_face_frame(lm) for lm in landmarks]) if len(landmarks) else None
             # Speech is where the lines are: a level gate cannot tell a quiet voice from a loud background.
             gate = lipsync.within(times[track_frames], [(s["start_s"], s["end_s"]) for s in segments])
+            if len(track_frames) < cfg.min_model_frames:
+                if cfg.fallback_model and lips is not None:
+                    models[sid] = lipsync.fit_loudness_mouth(sid, lips, envelope[track_frames], gate)
+                    arrays.update(models[sid].to_arrays(f"s{sid}_"))
+                continue
             x = lipsync.normalise_per_track(features.at(times[track_frames]), gate)
             models[sid] = lipsync.fit_lip_model(sid, x, lips, gate, cfg.ridge_alpha)
             arrays.update(models[sid].to_arrays(f"s{sid}_"))
@@ -161,10 +164,11 @@ class FitLipModel(Operator):
             [s["end_s"] - s["start_s"] for s in spoken])
         for s in segments:
             s.pop("_source_curve", None)
-        r2 = [m.heldout_r2 for m in models.values()]
+        r2 = [m.heldout_r2 for m in models.values() if m.kind == "speaker"]
         people = [{"speaker_id": sid, "track_ids": sorted(t for t, s in speaker_of.items() if s == sid),
                    "lip_model_frames": models[sid].frames if sid in models else None,
-                   "lip_model_r2": models[sid].heldout_r2 if sid in models else None}
+                   "lip_model_r2": _finite(models[sid].heldout_r2) if sid in models else None,
+                   "lip_model_kind": models[sid].kind if sid in models else None}
                   for sid in sorted(set(speaker_of.values()))]
         return {**row, "segments": segments, "lip_models_uri": lip_models_uri,
                 "lip_model_r2": float(np.mean(r2)) if r2 else None, "speakers": people,
@@ -226,3 +230,7 @@ class FitLipModel(Operator):
         offset, confidence = lipsync.sync_score([curve], [1.0])
         return {"speaker_track_id": best, "lip_reason": None, "_source_curve": curve,
                 "source_sync_offset_frames": offset, "source_sync_confidence": confidence}
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if x is not None and np.isfinite(x) else None

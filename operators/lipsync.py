@@ -176,21 +176,102 @@ class LipModel:
     heldout_r2: float              # mouth opening, predicted vs measured, on frames held out of the fit
     frames: int
 
+    kind = "speaker"
+
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Normalised lip points (n, 20, 2) from normalised features (n, d)."""
         coeffs = (np.hstack([features, np.ones((len(features), 1))]) @ self.weights) * self.gain
         return (self.mean_lips + coeffs @ self.components).reshape(-1, 20, 2)
 
+    def shapes(self, features: np.ndarray, envelope_db: np.ndarray) -> np.ndarray:
+        return self.predict(features)
+
     def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
         return {f"{prefix}{k}": np.asarray(v) for k, v in self.__dict__.items()}
 
     @classmethod
-    def from_arrays(cls, arrays, prefix: str) -> "LipModel":
+    def from_arrays(cls, arrays, prefix: str) -> "LipModel | LoudnessMouth":
+        if f"{prefix}open_max" in arrays:
+            return LoudnessMouth.from_arrays(arrays, prefix)
         values = {k: arrays[f"{prefix}{k}"] for k in cls.__dataclass_fields__}
         for k in ("speaker_id", "frames"):
             values[k] = int(values[k])
         values["heldout_r2"] = float(values["heldout_r2"])
         return cls(**values)
+
+
+# The speaker-independent mouth: how far the lower inner lip drops at full voice (face units: eye to eye),
+# and the share of that the upper lip rises and the corners drop and come in.
+LOUDNESS_OPEN_MAX = 0.22
+UPPER_SHARE, CORNER_DROP_SHARE, CORNER_IN_SHARE = 0.25, 0.5, 0.15
+LOUDNESS_RANGE_DB = 30.0          # the envelope from this far under its loud end (closed) to the loud end (open)
+LOWER = [7, 8, 9, 10, 11, 17, 18, 19]          # 55-59 and 65-67 in the 20 lip points
+UPPER = [1, 2, 3, 4, 5, 13, 14, 15]            # 49-53 and 61-63
+CORNERS = [0, 6, 12, 16]                       # 48, 54, 60, 64
+
+
+@dataclass
+class LoudnessMouth:
+    """A speaker-independent mouth for a face with too little footage to learn its own (or a still photo):
+    the speaker's own resting lips, opened by the dub's loudness. It moves like a mouth, not like this
+    person's mouth: lips open with the voice and close in its pauses."""
+    speaker_id: int
+    rest_lips: np.ndarray          # (40,) the speaker's mouth when silent, face frame
+    open_max: float                # lower-lip drop at full voice, face units
+    heldout_r2: float              # opening from the source's loudness vs measured; nan where nothing moved
+    frames: int
+    kind = "loudness"
+
+    def shapes(self, features: np.ndarray, envelope_db: np.ndarray) -> np.ndarray:
+        if envelope_db.size == 0:
+            return np.repeat(self.rest_lips.reshape(1, 20, 2), len(features), axis=0)
+        return self.open_by(openness(envelope_db))
+
+    def open_by(self, amount: np.ndarray) -> np.ndarray:
+        """Lip points (n, 20, 2) for openness 0..1 per frame."""
+        rest = self.rest_lips.reshape(20, 2)
+        width = float(np.ptp(rest[:12, 0])) or 1.0
+        centre_x = float(rest[:12, 0].mean())
+        drop = np.asarray(amount, dtype=np.float64)[:, None] * self.open_max
+        out = np.repeat(rest[None], len(drop), axis=0)
+        out[:, LOWER, 1] += drop
+        out[:, UPPER, 1] -= UPPER_SHARE * drop
+        out[:, CORNERS, 1] += CORNER_DROP_SHARE * drop
+        inward = np.sign(centre_x - rest[CORNERS, 0])[None, :] * CORNER_IN_SHARE * drop * width
+        out[:, CORNERS, 0] += inward
+        return out
+
+    def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        return {f"{prefix}{k}": np.asarray(v) for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_arrays(cls, arrays, prefix: str) -> "LoudnessMouth":
+        return cls(speaker_id=int(arrays[f"{prefix}speaker_id"]), rest_lips=arrays[f"{prefix}rest_lips"],
+                   open_max=float(arrays[f"{prefix}open_max"]), heldout_r2=float(arrays[f"{prefix}heldout_r2"]),
+                   frames=int(arrays[f"{prefix}frames"]))
+
+
+def openness(envelope_db: np.ndarray) -> np.ndarray:
+    """0 (closed) to 1 (open) per frame from a speech envelope: the loud end of it open."""
+    loud = np.percentile(envelope_db, 95)
+    return np.clip((envelope_db - (loud - LOUDNESS_RANGE_DB)) / LOUDNESS_RANGE_DB, 0.0, 1.0) ** 1.5
+
+
+def fit_loudness_mouth(speaker_id: int, lips: np.ndarray, envelope_db: np.ndarray, speech: np.ndarray) -> LoudnessMouth:
+    """The speaker-independent mouth placed on this speaker: their resting lips (the most closed mouth of the
+    frames there are, one is enough) and, where some frames speak, their own widest opening as full voice."""
+    measured = opening_of_lips(lips)
+    quiet = lips[~speech] if (~speech).sum() >= 3 else lips[np.argsort(measured)[:max(1, len(lips) // 5)]]
+    rest = quiet.reshape(len(quiet), 40).mean(axis=0)
+    rest_open = float(opening_of_lips(rest.reshape(20, 2)))
+    open_max = LOUDNESS_OPEN_MAX
+    if speech.sum() >= 10 and np.ptp(measured[speech]) > 0.02:
+        open_max = float(np.clip(np.percentile(measured[speech], 95) - rest_open, 0.08, 0.4))
+    model = LoudnessMouth(speaker_id, rest, open_max, float("nan"), len(lips))
+    # Nothing is fitted to the frames but the scale, so the R² over all of them is as good as held out.
+    if len(lips) >= 10 and np.ptp(measured) > 0.02 and envelope_db.size == len(lips):
+        model.heldout_r2 = r2(measured, opening_of_lips(model.open_by(openness(envelope_db))))
+    return model
 
 
 def _ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:

@@ -51,7 +51,7 @@ class Span:
     segment_ids: list[str]
 
 
-def load_lip_models(lip_models_uri: str) -> dict[int, lipsync.LipModel]:
+def load_lip_models(lip_models_uri: str) -> dict[int, lipsync.LipModel | lipsync.LoudnessMouth]:
     """Track id -> its speaker's lip model (one model, learnt from all that person's tracks, serves each)."""
     with np.load(io.BytesIO(uris.read_bytes(lip_models_uri))) as data:
         models = {int(s): lipsync.LipModel.from_arrays(data, f"s{int(s)}_") for s in data["speaker_ids"]}
@@ -145,22 +145,25 @@ def edge_ramp(n: int, ramp: int) -> np.ndarray:
     return w
 
 
-def target_shapes(span: Span, model: lipsync.LipModel, features: np.ndarray, envelope: np.ndarray,
-                  source_lips: np.ndarray, chunk: int, overlap: int, ramp: int) -> np.ndarray:
+def target_shapes(span: Span, model: lipsync.LipModel | lipsync.LoudnessMouth, features: np.ndarray,
+                  envelope: np.ndarray, source_lips: np.ndarray, chunk: int, overlap: int, ramp: int,
+                  gain: float = 1.0) -> np.ndarray:
     """Normalised lip shapes (n, 20, 2) for the span's frames.
 
     `features` and `envelope` are the dub's, at the span's frames;
-    `source_lips` the measured source shapes there.
+    `source_lips` the measured source shapes there. `gain` > 1 widens every
+    excursion from the resting mouth (lips.mode "tight").
     """
     n = len(span.frames)
     bounds = chunk_bounds(n, chunk, overlap)
     # Each chunk is predicted on its own (as a renderer with state would render it)
     # and smoothed over time within itself; the overlaps hide where they differ.
-    chunks = [smooth(model.predict(features[a:b]), 5) for a, b in bounds]
+    chunks = [smooth(model.shapes(features[a:b], envelope[a:b]), 5) for a, b in bounds]
     predicted = crossfade_chunks(n, bounds, chunks)
     gate = lipsync.speech_gate(envelope).astype(np.float64) if envelope.size else np.zeros(0)
     gate = np.convolve(np.pad(gate, 1, mode="edge"), np.ones(3) / 3, mode="valid")
     rest = model.rest_lips.reshape(20, 2)
+    predicted = rest + gain * (predicted - rest)
     shaped = gate[:, None, None] * predicted + (1 - gate[:, None, None]) * rest
     w = edge_ramp(n, ramp)[:, None, None]
     return w * shaped + (1 - w) * source_lips
@@ -212,7 +215,8 @@ class PlanLips(Operator):
                 n = len(sp.frames)
                 source_lips = np.array([geometry.lips_in_face_frame(lm_by_frame[f]) for f in sp.frames])
                 shapes = target_shapes(sp, model, x[offset:offset + n], envelope, source_lips,
-                                       cfg.chunk_frames, cfg.overlap_frames, cfg.ramp_frames)
+                                       cfg.chunk_frames, cfg.overlap_frames, cfg.ramp_frames,
+                                       cfg.tight_gain if cfg.mode == "tight" else 1.0)
                 offset += n
                 frames_out.append(sp.frames)
                 tracks_out.append(np.full(n, tid, dtype=np.int32))

@@ -29,6 +29,7 @@ import numpy as np
 from operators import checkpoint, formats
 from operators import face_geometry as geometry
 from operators import lipsync
+from operators import visual
 from operators import paths
 from operators import uri as uris
 from operators.backends import load_renderer
@@ -88,9 +89,13 @@ class RenderLips(Operator):
         else:
             faces = load_faces_file(row["faces_uri"], crops_of=tracks, for_shard=row["shard_index"])
             renderers = {tid: self._prepared_renderer(faces, tid) for tid in sorted(tracks)}
+            quality: dict[int, dict[str, float]] = {}
             with uris.local_copy(row["uri"]) as src, uris.staged_output(out_uri) as out:
                 held = self._encode(src, out, fmt, targets, faces, renderers, speech, origin_s,
-                                    start, end, times_pts)
+                                    start, end, times_pts, quality)
+            with uris.staged_output(paths.render_quality(self.work_dir, row["video_id"], row["lang"],
+                                                         row["shard_index"])) as local:
+                visual.save(local, quality)
             # Written after the shard's file is in place: a killed render leaves no marker, and is redone.
             uris.write_bytes(done_uri, json.dumps({"fingerprint": print_, "held": held}).encode())
         notes = list(row.get("source_notes") or [])
@@ -131,8 +136,10 @@ class RenderLips(Operator):
 
     def _encode(self, src: str, out: str, fmt: formats.OutputFormat, targets: dict[int, tuple[int, np.ndarray]],
                 faces: dict[str, np.ndarray], renderers: dict, speech: np.ndarray, origin_s: float,
-                start: int, end: int, times_pts: np.ndarray) -> list[int]:
-        """Draw and encode frames [start, end); returns the frames that did not decode and were held."""
+                start: int, end: int, times_pts: np.ndarray, quality: dict[int, dict[str, float]]) -> list[int]:
+        """Draw and encode frames [start, end); returns the frames that did not decode and were held.
+
+        `quality` receives each re-rendered frame's visual scores against its source frame."""
         import av
 
         lm_rows = {tid: landmarks_by_frame(faces, tid) for tid in renderers}
@@ -160,6 +167,7 @@ class RenderLips(Operator):
                         sink.mux(packet)
 
                 damaged: list = []
+                before = None                           # (index, track, source RGB, rendered RGB)
                 for index, _, decoded_frame in decoded(src, start, end, times_pts, damaged=damaged):
                     picture = decoded_frame.reformat(format=fmt.pixel_format)
                     if index in targets:
@@ -169,6 +177,9 @@ class RenderLips(Operator):
                         rgb = decoded_frame.to_ndarray(format="rgb24")
                         new = renderers[tid].render(rgb, lm, lips, speech[max(0, centre - half):centre + half])
                         picture = _with_box(picture, new, geometry.mouth_box(lm))
+                        previous = before[2:] if before is not None and before[:2] == (index - 1, tid) else None
+                        quality[index] = visual.frame_scores(rgb, new, lm, lips, previous)
+                        before = (index, tid, rgb, new)
                     # frames before this one that did not decode hold this one (or the one before them)
                     missing = range(start if last is None else last[1] + 1, index)
                     for i in missing:

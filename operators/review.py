@@ -60,6 +60,14 @@ def assess(row: dict, config: Config) -> list[str]:
         if dub is not None and source and dub < cfg.min_sync_confidence_ratio * source:
             reasons.append(f"lip sync: confidence {dub:.2f} is {dub / source:.0%} of the source's {source:.2f} "
                            f"(< {cfg.min_sync_confidence_ratio:.0%})")
+        ssim = row.get("visual_ssim_min")
+        if ssim is not None and ssim < cfg.min_visual_ssim:
+            reasons.append(f"picture: the face around a re-rendered mouth keeps {ssim:.2f} of its structure "
+                           f"(SSIM < {cfg.min_visual_ssim}): smeared or pulled out of shape")
+        above("visual_seam_max", cfg.max_visual_seam, "picture: seam at the re-rendered mouth's border")
+        above("visual_flicker_max", cfg.max_visual_flicker, "picture: flicker around the re-rendered mouth")
+        above("mouth_shape_error_max", cfg.max_mouth_shape_error,
+              "lip sync: re-measured mouth off the shape asked for by")
         change = row.get("mouth_change_ratio")
         if change is not None and change > cfg.max_mouth_change_ratio:
             reasons.append(f"lip sync: unsteady mouth, it moves {change:.1f}x as much frame to frame as the "

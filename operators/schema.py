@@ -109,6 +109,11 @@ SEGMENT = pa.struct([
     ("sync_offset_frames", pa.int32()),           # the dubbed video's mouth vs the dub speech
     ("sync_confidence", pa.float64()),
     ("mouth_change_ratio", pa.float64()),         # frame-to-frame lip change, rendered / source
+    # what a reviewer would see in the re-rendered frames (operators/visual.py; the worst 5% of frames)
+    ("visual_ssim", pa.float64()),                # structure around the lips against the source (1 = intact)
+    ("visual_seam", pa.float64()),                # edge drawn at the rendered box's border (luma levels/px)
+    ("visual_flicker", pa.float64()),             # frame-to-frame change of what was altered (luma levels)
+    ("mouth_shape_error", pa.float64()),          # re-measured lips vs the shape asked for (face units)
 ])
 
 # One face followed through one shot. Landmarks per frame live in the file at `faces_uri`.
@@ -130,6 +135,8 @@ SPEAKER = pa.struct([
     ("track_ids", pa.list_(pa.int32())),
     ("lip_model_frames", pa.int64()),             # frames the model learnt from; null: no model
     ("lip_model_r2", pa.float64()),               # its held-out fit of mouth opening
+    ("lip_model_kind", pa.string()),              # "speaker": learnt from them; "loudness": the speaker-
+                                                  # independent mouth, for too little footage
 ])
 
 # One count per timed-text limit, named as its setting in the `subtitles` config section.
@@ -268,6 +275,10 @@ RESULT_FIELDS = [
     pa.field("sync_offset_frames", pa.int32()),
     pa.field("sync_confidence", pa.float64()),
     pa.field("mouth_change_ratio", pa.float64()),
+    pa.field("visual_ssim_min", pa.float64()),     # the worst line's visual scores (see SEGMENT)
+    pa.field("visual_seam_max", pa.float64()),
+    pa.field("visual_flicker_max", pa.float64()),
+    pa.field("mouth_shape_error_max", pa.float64()),
     # review (operators/review.py): filled for every row, ok, failed or skipped
     pa.field("needs_review", pa.bool_()),
     pa.field("review_reasons", pa.list_(pa.string())),

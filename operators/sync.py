@@ -21,13 +21,15 @@ import numpy as np
 
 from operators import face_geometry as geometry
 from operators import lipsync
+from operators import paths
+from operators import visual
 from operators import uri as uris
 from operators.backends import load_faces
 from operators.backends.protocols import FaceBox
 from operators.base import Operator, Resources
 from operators.lip_model import frames_in, landmarks_by_frame, line_span_s, segment_sync, track_series
 from operators.media import frames, seek_index
-from operators.plan_lips import dub_speech_16k
+from operators.plan_lips import dub_speech_16k, load_targets
 from operators.schema import RESULT
 from operators.faces_file import load as load_faces_file
 from operators.track_faces import smooth
@@ -63,9 +65,11 @@ def decode_ranges(wanted: list[int], keyframes: np.ndarray) -> list[tuple[int, i
 
 class ScoreSync(Operator):
     name = "sync"
-    reads = ("video_out_uri", "faces_uri", "segments")
+    reads = ("video_out_uri", "faces_uri", "segments", "lip_targets_uri", "shards")
     writes = ("sync_offset_frames", "sync_confidence", "mouth_change_ratio", "segments.sync_offset_frames",
-              "segments.sync_confidence", "segments.mouth_change_ratio")
+              "segments.sync_confidence", "segments.mouth_change_ratio", "segments.visual_ssim",
+              "segments.visual_seam", "segments.visual_flicker", "segments.mouth_shape_error", "visual_ssim_min",
+              "visual_seam_max", "visual_flicker_max", "mouth_shape_error_max")
     resources = Resources(num_cpus=1, pool=(1, 2))
     output_schema = RESULT
 
@@ -130,11 +134,15 @@ class ScoreSync(Operator):
             openings[tid] = opening
 
         changes = []   # (rendered, source, frames) per re-rendered line
+        quality = self._quality(row) if any(s.get("lip_frames_rendered") for s in scored) else {}
+        targets = load_targets(row["lip_targets_uri"]) if quality and row.get("lip_targets_uri") else {}
         for s in scored:
             if not s.get("lip_frames_rendered"):
                 continue
             tid = s["speaker_track_id"]
             idx = frames_in(times, *line_span_s(s))
+            s.update(visual.line_scores(quality, idx))
+            s["mouth_shape_error"] = shape_error(idx, tid, targets, rendered_lm.get(tid, {}), source_lm.get(tid, {}))
             rendered = lipsync.mouth_change(rendered_lm.get(tid, {}), idx)
             source = lipsync.mouth_change(source_lm.get(tid, {}), idx)
             if rendered is not None and source:
@@ -154,4 +162,34 @@ class ScoreSync(Operator):
             weights.append(s["placed_end_s"] - s["placed_start_s"])
         offset, confidence = lipsync.sync_score(curves, weights)
         return {**row, "segments": segments, "sync_offset_frames": offset, "sync_confidence": confidence,
-                "mouth_change_ratio": change_ratio}
+                "mouth_change_ratio": change_ratio, **worst_lines(segments)}
+
+    def _quality(self, row: dict) -> dict[int, dict[str, float]]:
+        """Every shard's per-frame visual scores (operators/render.py writes them beside its shard)."""
+        out: dict[int, dict[str, float]] = {}
+        for k in range(len(row.get("shards") or [])):
+            uri = paths.render_quality(self.work_dir, row["video_id"], row["lang"], k)
+            if uris.exists(uri):
+                with uris.local_copy(uri) as local:
+                    out.update(visual.load(local))
+        return out
+
+
+def shape_error(idx: np.ndarray, tid: int, targets: dict[int, tuple[int, np.ndarray]],
+                measured: dict[int, np.ndarray], source: dict[int, np.ndarray]) -> float | None:
+    """Median over a line's re-rendered frames of the mean distance between the lips measured on the
+    output and the lips asked for, in face units (the source face's eye-to-eye distance)."""
+    errors = [float(np.linalg.norm(measured[f][geometry.LIPS] - targets[f][1], axis=1).mean()
+                    / geometry.face_scale(source[f]))
+              for f in map(int, idx) if f in targets and targets[f][0] == tid and f in measured and f in source]
+    return float(np.median(errors)) if errors else None
+
+
+def worst_lines(segments: list[dict]) -> dict[str, float | None]:
+    """The result's visual scores: its worst line's, each."""
+    def pick(key: str, fn) -> float | None:
+        values = [s[key] for s in segments if s.get(key) is not None]
+        return fn(values) if values else None
+
+    return {"visual_ssim_min": pick("visual_ssim", min), "visual_seam_max": pick("visual_seam", max),
+            "visual_flicker_max": pick("visual_flicker", max), "mouth_shape_error_max": pick("mouth_shape_error", max)}

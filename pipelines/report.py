@@ -41,6 +41,13 @@ def scores() -> tuple[tuple, ...]:
         ("lip-sync confidence / the source's", _sync_ratio, (review.min_sync_confidence_ratio,)),
         ("mouth frame-to-frame change / the source's", lambda r: r.get("mouth_change_ratio"),
          (review.max_mouth_change_ratio,)),
+        ("face around the mouth, worst line (SSIM)", lambda r: r.get("visual_ssim_min"), (review.min_visual_ssim,)),
+        ("seam at the mouth box, worst line", lambda r: r.get("visual_seam_max"), (review.max_visual_seam,)),
+        ("flicker around the mouth, worst line", lambda r: r.get("visual_flicker_max"),
+         (review.max_visual_flicker,)),
+        ("re-measured mouth off the asked shape", lambda r: r.get("mouth_shape_error_max"),
+         (review.max_mouth_shape_error,)),
+        ("lines spoken past the speed-up cap", lambda r: r.get("lines_over_cap"), ()),
         ("dialogue loudness - source (LU)", lambda r: r.get("loudness_diff_lu"),
          (-review.max_loudness_diff_lu, review.max_loudness_diff_lu)),
         ("share of lines at the speed-up cap", lambda r: r.get("share_at_speed_cap"),
@@ -52,7 +59,8 @@ def scores() -> tuple[tuple, ...]:
 SEGMENT_COLUMNS = ("start_s", "end_s", "source_text", "target_text", "speech_rate", "lead_s", "overflow_s", "cut_s",
                    "back_text",
                    "wer", "speaker_similarity", "loudness_diff_lu", "speaker_track_id", "sync_offset_frames",
-                   "sync_confidence", "mouth_change_ratio", "lip_reason")
+                   "sync_confidence", "mouth_change_ratio", "visual_ssim", "visual_seam", "visual_flicker",
+                   "mouth_shape_error", "lip_reason")
 
 
 def summary(rows: list[dict]) -> dict[str, Counter]:
@@ -75,9 +83,16 @@ def reason_counts(rows: list[dict]) -> dict[str, Counter]:
 
 
 def lip_synced_worst_first(rows: list[dict]) -> list[dict]:
-    """Ok results whose lips were re-rendered, the one whose lip sync falls furthest below the source's first."""
+    """Ok results whose lips were re-rendered: those whose picture is flagged first (lowest SSIM around the
+    mouth first), then the one whose lip sync falls furthest below the source's first."""
     rendered = [r for r in rows if r["status"] == "ok" and r.get("lip_status") == "rendered"]
-    return sorted(rendered, key=lambda r: ((r.get("sync_confidence") or 0) - (r.get("source_sync_confidence") or 0),
+
+    def picture_flagged(r: dict) -> bool:
+        return any(reason.startswith("picture:") for reason in r.get("review_reasons") or [])
+
+    return sorted(rendered, key=lambda r: (not picture_flagged(r), r.get("visual_ssim_min") or 1.0
+                                           if picture_flagged(r) else 0.0,
+                                           (r.get("sync_confidence") or 0) - (r.get("source_sync_confidence") or 0),
                                            r["video_id"], r["lang"]))
 
 
@@ -163,7 +178,9 @@ LABELS = {
     "end_s": "end (s)", "source_text": "source", "target_text": "translation", "speech_rate": "speed-up",
     "overflow_s": "into the pause (s)", "lead_s": "early start (s)",
     "cut_s": "cut (s)", "back_text": "heard back", "speaker_track_id": "face track",
-    "lip_reason": "lips left alone because",
+    "lip_reason": "lips left alone because", "visual_ssim": "face kept (SSIM)", "visual_seam": "seam",
+    "visual_flicker": "flicker", "mouth_shape_error": "mouth off shape", "visual_ssim_min": "face kept, worst line",
+    "lines_over_cap": "lines past the cap", "cut_s_total": "speech cut (s)",
 }
 
 
@@ -198,7 +215,8 @@ def _cell(value, column: str = "") -> str:
 
 RESULT_COLUMNS = ("video_id", "lang", "status", "needs_review", "flags", "wer", "cer", "speaker_similarity",
                   "sync_offset_frames", "sync_confidence", "source_sync_confidence", "mouth_change_ratio",
-                  "loudness_diff_lu", "speech_rate_max", "share_at_speed_cap", "face_coverage", "share_rerendered")
+                  "visual_ssim_min", "loudness_diff_lu", "speech_rate_max", "share_at_speed_cap", "lines_over_cap",
+                  "cut_s_total", "face_coverage", "share_rerendered")
 
 
 def flags(row: dict) -> list[str]:
@@ -276,11 +294,12 @@ def write_html(out_dir: str, path: str, max_strips: int = 12) -> None:
         parts.append(f"<h3>{_h(r['video_id'])} &rarr; {_h(r['lang'])}</h3>")
         parts.append(_table(segments, SEGMENT_COLUMNS))
     rendered = lip_synced_worst_first(rows)
-    parts.append("<h2 id='frames'>Frames around the worst-synced line</h2><p>For each result whose lips were "
+    parts.append("<h2 id='frames'>Frames around the worst line</h2><p>For each result whose lips were "
                  "re-rendered (worst-synced first"
                  + (f", the first {max_strips}" if len(rendered) > max_strips else "")
-                 + "): source frames above dubbed frames at the same times, across its line whose lip sync "
-                 "falls furthest below the source's own.</p>")
+                 + "): source frames above dubbed frames at the same times, across its line whose picture is "
+                 "worst where the picture is flagged, else its line whose lip sync falls furthest below the "
+                 "source's own.</p>")
     for r in rendered[:max_strips]:
         segment = worst_synced_segment(r)
         if segment is None:
@@ -304,8 +323,15 @@ def write_html(out_dir: str, path: str, max_strips: int = 12) -> None:
 # ------------------------------------------------------------------ frame strips
 
 def worst_synced_segment(row: dict) -> dict | None:
-    """The dubbed line whose lip sync falls furthest below the source's own; without sync scores, the longest."""
+    """The dubbed line whose picture is worst where the review flags the picture (lowest SSIM around the mouth,
+    then the highest seam or flicker); else the one whose lip sync falls furthest below the source's own;
+    without sync scores, the longest."""
     dubbed = [s for s in row.get("segments") or [] if s.get("fit_uri")]
+    if any(reason.startswith("picture:") for reason in row.get("review_reasons") or []):
+        seen = [s for s in dubbed if s.get("visual_ssim") is not None]
+        if seen:
+            return min(seen, key=lambda s: (s["visual_ssim"], -(s.get("visual_seam") or 0),
+                                            -(s.get("visual_flicker") or 0)))
     synced = [s for s in dubbed if s.get("sync_confidence") is not None]
     if synced:
         return min(synced, key=lambda s: s["sync_confidence"] - (s.get("source_sync_confidence") or 0.0))

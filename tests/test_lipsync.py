@@ -142,3 +142,50 @@ def test_features_and_envelope_read_in_blocks_equal_the_whole_tracks():
     times = rng.uniform(-0.5, n / 16000 + 0.5, 3000)      # unsorted, some past either end
     assert np.abs(lipsync.envelope_db_of(read, n, times, 0.04, block_s=3.1)
                   - lipsync.speech_envelope_db(track, times, 0.04)).max() < 1e-4
+
+
+def _voice_and_mouth(n_frames: int, seed: int = 1):
+    sr, fps = lipsync.SAMPLE_RATE_HZ, 25
+    rng = np.random.default_rng(seed)
+    loud = np.clip(np.convolve(rng.random(n_frames), np.ones(5) / 5, mode="same") * 2 - 0.6, 0, 1)
+    times = np.arange(n_frames) / fps
+    samples = np.arange(int(n_frames / fps * sr)) / sr
+    voice = np.interp(samples, times, loud) * np.sin(2 * np.pi * 150 * samples)
+    env = lipsync.speech_envelope_db(voice, times, 1 / fps)
+    closed = np.zeros((20, 2))
+    closed[:12, 0] = np.cos(np.linspace(0, 2 * np.pi, 12, endpoint=False)) * 0.5      # outer ring
+    closed[12:, 0] = np.cos(np.linspace(0, 2 * np.pi, 8, endpoint=False)) * 0.35      # inner ring, shut
+    closed[:, 1] = 1.0
+    lips = np.repeat(closed[None], n_frames, axis=0)
+    lips[:, [7, 8, 9, 17, 18, 19], 1] += 0.3 * loud[:, None]
+    return env, lips, loud
+
+
+def test_a_speaker_with_little_footage_gets_a_mouth_that_opens_with_the_voice():
+    """Twenty frames are too few to learn a mouth from; the speaker-independent mouth opens with the dub's
+    loudness from the speaker's own resting lips, closes in its pauses, and is scored on the frames there are."""
+    env, lips, loud = _voice_and_mouth(20)
+    model = lipsync.fit_loudness_mouth(3, lips, env, loud > 0.05)
+    assert model.kind == "loudness" and model.frames == 20
+    np.testing.assert_allclose(model.rest_lips.reshape(20, 2)[12:, 1], 1.0, atol=0.05)    # shut, from its quiet frames
+    dub_env, _, dub_loud = _voice_and_mouth(200, seed=7)
+    shapes = model.shapes(np.zeros((200, 4)), dub_env)
+    opening = lipsync.opening_of_lips(shapes)
+    assert np.corrcoef(opening, dub_loud)[0, 1] > 0.8
+    assert opening[dub_loud == 0].max() < 0.05 and opening.max() > 0.15
+    restored = lipsync.LipModel.from_arrays(model.to_arrays("s3_"), "s3_")
+    np.testing.assert_allclose(restored.shapes(np.zeros((5, 4)), dub_env[:5]), model.shapes(np.zeros((5, 4)), dub_env[:5]))
+
+
+def test_tight_mode_widens_the_excursions_from_the_resting_mouth():
+    from operators.plan_lips import Span, target_shapes
+
+    env, lips, loud = _voice_and_mouth(100)
+    model = lipsync.fit_loudness_mouth(0, lips, env, loud > 0.05)
+    span = Span(0, np.arange(100), [])
+    args = (span, model, np.zeros((100, 4)), env, lips, 50, 8, 0)
+    rest = lipsync.opening_of_lips(model.rest_lips.reshape(1, 20, 2))[0]
+    natural = lipsync.opening_of_lips(target_shapes(*args)) - rest
+    tight = lipsync.opening_of_lips(target_shapes(*args, gain=1.35)) - rest
+    speaking = natural > 0.02
+    np.testing.assert_allclose(tight[speaking] / natural[speaking], 1.35, rtol=0.02)
