@@ -21,7 +21,9 @@ from operators.schema import CATALOG, conform
 VIDEO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 SUBTITLE_EXTENSIONS = (".srt", ".vtt")
 REQUIRED = ("video_id", "uri")
-OPTIONAL = ("target_langs", "source_lang", "source_subtitles_uri", "audio_track")
+OPTIONAL = ("target_langs", "source_lang", "source_subtitles_uri", "audio_track", "audio_uri", "replace_lines")
+# A `uri` with one of these is a still photo: with the speech in `audio_uri`, it becomes a talking video.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 TRANSLATED_PREFIX = "subtitles_uri_"
 MAX_REPORTED = 25
 
@@ -107,9 +109,48 @@ def _audio_track(value) -> str:
     return languages.base(languages.checked(languages.from_track_tag(value) or value))
 
 
+def is_image(value) -> bool:
+    """A still photo, by the path's extension."""
+    return isinstance(value, str) and uris.path_of(value).lower().endswith(IMAGE_EXTENSIONS)
+
+
 def _is_subtitles(value) -> bool:
     """An .srt or .vtt file, by the path's extension (a presigned URL's query comes after it)."""
     return isinstance(value, str) and uris.path_of(value).lower().endswith(SUBTITLE_EXTENSIONS)
+
+
+def _replaced_lines(value, catalog_uri: str) -> list[dict]:
+    """ADR lines: a list (or, in a CSV, a JSON string of one) of {start_s, end_s, text | audio_uri}."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"not a JSON list of lines: {e.msg}") from None
+    if not isinstance(value, list) or not value:
+        raise ValueError("expected a non-empty list of lines, each {start_s, end_s, text or audio_uri}")
+    lines = []
+    for k, line in enumerate(value, 1):
+        if not isinstance(line, dict):
+            raise ValueError(f"line {k}: expected an object with start_s, end_s and text or audio_uri")
+        start, end = line.get("start_s"), line.get("end_s")
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (start, end)) \
+                or not 0 <= start < end:
+            raise ValueError(f"line {k}: start_s and end_s must be seconds with 0 <= start_s < end_s, got "
+                             f"{start!r} and {end!r}")
+        text, audio = line.get("text"), line.get("audio_uri")
+        if not (isinstance(text, str) and text.strip()) and not (isinstance(audio, str) and audio.strip()):
+            raise ValueError(f"line {k} ({start}-{end} s): give its new text or audio_uri")
+        unknown = sorted(set(line) - {"start_s", "end_s", "text", "audio_uri"})
+        if unknown:
+            raise ValueError(f"line {k}: unknown field(s) {', '.join(unknown)}")
+        lines.append({"start_s": float(start), "end_s": float(end),
+                      "text": text.strip() if isinstance(text, str) and text.strip() else None,
+                      "audio_uri": uris.resolve(audio, catalog_uri) if isinstance(audio, str) and audio.strip() else None})
+    lines.sort(key=lambda x: x["start_s"])
+    for a, b in zip(lines, lines[1:]):
+        if b["start_s"] < a["end_s"]:
+            raise ValueError(f"lines {a['start_s']}-{a['end_s']} s and {b['start_s']}-{b['end_s']} s overlap")
+    return lines
 
 
 def load_catalog(catalog_uri: str, default_langs: list[str] | None = None) -> pa.Table:
@@ -157,7 +198,7 @@ def load_catalog(catalog_uri: str, default_langs: list[str] | None = None) -> pa
             errors.append(str(e))
             langs = []
         langs = langs or list(default_langs or [])
-        if not langs:
+        if not langs and raw.get("replace_lines") is None:
             bad("target_langs", "no target languages: give target_langs in the catalog or --langs")
         source_lang = raw.get("source_lang")
         if source_lang is not None:
@@ -177,6 +218,25 @@ def load_catalog(catalog_uri: str, default_langs: list[str] | None = None) -> pa
                 audio_track = _audio_track(audio_track)
             except ValueError as e:
                 bad("audio_track", str(e))
+        audio_uri = raw.get("audio_uri")
+        if audio_uri is not None and (not isinstance(audio_uri, str) or not audio_uri.strip()):
+            bad("audio_uri", "expected the URI of an audio file")
+            audio_uri = None
+        if video_uri is not None and is_image(video_uri) and audio_uri is None:
+            bad("audio_uri", "a photo (uri is an image) needs the speech it is to say: give audio_uri")
+        elif audio_uri is not None and not is_image(video_uri):
+            bad("audio_uri", "only a photo (uri an image) takes its speech from audio_uri; a video's own audio "
+                "is dubbed (audio_track picks among its tracks)")
+        replace_lines = None
+        if raw.get("replace_lines") is not None:
+            try:
+                replace_lines = _replaced_lines(raw["replace_lines"], catalog_uri)
+            except ValueError as e:
+                bad("replace_lines", str(e))
+            if source_lang is None:
+                bad("source_lang", "required when replace_lines is given (the lines are re-voiced in it)")
+            elif source_lang not in langs:
+                langs = (langs if raw.get("target_langs") else []) + [source_lang]
         translations = []
         for key in sorted(k for k in raw if k.startswith(TRANSLATED_PREFIX)):
             value = raw[key]
@@ -201,7 +261,9 @@ def load_catalog(catalog_uri: str, default_langs: list[str] | None = None) -> pa
             "source_lang": source_lang,
             "source_subtitles_uri": uris.resolve(src_subs, catalog_uri) if isinstance(src_subs, str) else None,
             "audio_track": audio_track,
+            "audio_uri": uris.resolve(audio_uri, catalog_uri) if isinstance(audio_uri, str) else None,
             "translations": translations,
+            "replace_lines": replace_lines,
             "catalog_row": n,
         })
     if errors:

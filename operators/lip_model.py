@@ -117,9 +117,11 @@ class FitLipModel(Operator):
         openings = {tid: opening_by_frame(faces, tid) for tid in tracks}
 
         segments = [dict(s) for s in row["segments"]]
+        still = bool(row.get("source_photo_uri"))
         for seg in segments:
             if not seg.get("lip_reason"):          # set by the merge where a shard's face analysis failed
-                seg.update(self._speaker(seg, times, envelope, tracks, openings))
+                seg.update(self._photo_speaker(seg, times, tracks, openings) if still
+                           else self._speaker(seg, times, envelope, tracks, openings))
 
         speaker_of = speaker_of_tracks(row["face_tracks"] or [])
         for seg in segments:
@@ -134,8 +136,9 @@ class FitLipModel(Operator):
             lips = np.array([geometry.lips_in_face_frame(lm) for lm in landmarks]) if len(landmarks) else None
             # Speech is where the lines are: a level gate cannot tell a quiet voice from a loud background.
             gate = lipsync.within(times[track_frames], [(s["start_s"], s["end_s"]) for s in segments])
-            if len(track_frames) < cfg.min_model_frames:
-                if cfg.fallback_model and lips is not None:
+            if len(track_frames) < cfg.min_model_frames or still:
+                # A photo's mouth never moves: there is nothing of theirs to learn, only where it rests.
+                if (cfg.fallback_model or still) and lips is not None:
                     models[sid] = lipsync.fit_loudness_mouth(sid, lips, envelope[track_frames], gate)
                     arrays.update(models[sid].to_arrays(f"s{sid}_"))
                 continue
@@ -192,6 +195,24 @@ class FitLipModel(Operator):
         if not frames:
             return np.zeros(0, np.int64), np.zeros((0, 68, 2))
         return np.concatenate(frames), np.concatenate(landmarks)
+
+    def _photo_speaker(self, seg: dict, times: np.ndarray, tracks: dict[int, dict],
+                       openings: dict[int, np.ndarray]) -> dict:
+        """A talking photo's speaker is its largest face (its mouth never moved, so none follows the speech)."""
+        cfg = self.config.lips
+        idx = frames_in(times, seg["start_s"], seg["end_s"])
+        if len(idx) < cfg.min_segment_frames:
+            return {"lip_reason": f"line too short to re-render ({len(idx)} frames < {cfg.min_segment_frames})"}
+        on_screen = {tid: float(np.isfinite(op[idx]).mean()) for tid, op in openings.items()}
+        on_screen = {tid: c for tid, c in on_screen.items()
+                     if c >= MIN_LINE_COVERAGE and tracks[tid]["face_height_px"] >= self.config.faces.min_face_px}
+        if not on_screen:
+            return {"lip_reason": "no face found in the photo large enough to re-render "
+                                  f"(>= {self.config.faces.min_face_px} px)"}
+        best = max(on_screen, key=lambda tid: tracks[tid]["face_height_px"])
+        return {"speaker_track_id": best, "lip_reason": None,
+                "_source_curve": np.full(2 * self.config.score.sync_max_offset_frames + 1, np.nan),
+                "source_sync_offset_frames": None, "source_sync_confidence": None}
 
     def _speaker(self, seg: dict, times: np.ndarray, envelope: np.ndarray, tracks: dict[int, dict],
                  openings: dict[int, np.ndarray]) -> dict:

@@ -1,11 +1,21 @@
-"""Probe a source video and extract its audio once, for every language after it."""
+"""Probe a source video and extract its audio once, for every language after it.
+
+A talking photo (an image `uri` with its speech in `audio_uri`) is first made
+into the source video it stands for (operators/photo.py), in the work dir;
+from then on `uri` is that video and `source_photo_uri` the image.
+"""
 from __future__ import annotations
 
-from operators import paths, provenance
+import logging
+
+from operators import paths, photo, provenance
 from operators import uri as uris
+from operators.catalog import is_image
 from operators.base import Operator, Resources, require_binary
 from operators.media import MediaError, check_complete, ffmpeg, probe
 from operators.schema import VIDEO
+
+log = logging.getLogger(__name__)
 
 ASR_SAMPLE_RATE_HZ = 16000
 # 5.1 in ffmpeg's (and WAV's) channel order: FL FR FC LFE BL BR (or SL SR); dialogue is in FC.
@@ -20,8 +30,8 @@ NOTE_AUDIO_OFFSET_S = 0.05
 
 class ProbeMedia(Operator):
     name = "probe"
-    reads = ("uri", "audio_track", "source_lang")
-    writes = ("duration_s", "fps", "frame_count", "width", "height", "video_codec", "pixel_format",
+    reads = ("uri", "audio_track", "source_lang", "audio_uri")
+    writes = ("uri", "source_photo_uri", "duration_s", "fps", "frame_count", "width", "height", "video_codec", "pixel_format",
               "audio_start_offset_s", "source_notes", "source_audio_track", "source_audio_layout", "source_audio_uri", "asr_audio_uri", "source_sha256")
     resources = Resources(num_cpus=1)
     output_schema = VIDEO
@@ -30,6 +40,8 @@ class ProbeMedia(Operator):
         require_binary("ffmpeg", "ffmpeg")
 
     def process_row(self, row: dict) -> dict:
+        if is_image(row["uri"]):
+            row = self._photo_video(row)
         if not uris.exists(row["uri"]):
             raise MediaError(f"source video not found: {uris.redacted(row['uri'])}")
         with uris.local_copy(row["uri"]) as path:
@@ -57,6 +69,7 @@ class ProbeMedia(Operator):
                              + ("silence put before it" if offset_s > 0 else "the part before the picture dropped"))
             if audio_end_s is not None and audio_end_s < p.duration_s - NOTE_AUDIO_SHORTFALL_S:
                 notes.append(f"audio ends at {audio_end_s:.2f} s of {p.duration_s:.2f} s: padded with silence")
+            notes = list(row.get("source_notes") or []) + notes
             if damage:
                 notes.append(f"damaged data inside the file ({len(damage)} parser messages, first: {damage[0]}): "
                              f"frames that do not decode show the nearest frame that does, and a shard whose faces cannot "
@@ -92,6 +105,30 @@ class ProbeMedia(Operator):
                 "source_audio_layout": "5.1" if p.audio_channels == SURROUND_CHANNELS else "stereo",
                 "audio_sample_rate_hz": p.audio_sample_rate_hz, "audio_channels": p.audio_channels,
                 "source_audio_uri": source_audio, "asr_audio_uri": asr_audio, "source_sha256": source_sha256}
+
+
+    def _photo_video(self, row: dict) -> dict:
+        from operators.backends import load_faces
+
+        for field in ("uri", "audio_uri"):
+            if not row.get(field) or not uris.exists(row[field]):
+                raise MediaError(f"talking photo: {field} not found: {uris.redacted(row.get(field) or '')}")
+        out_uri = paths.video_work(self.work_dir, row["video_id"], "photo.mp4")
+        try:
+            faces = load_faces(self.config.faces)
+        except Exception as e:                 # no face backend: the photo still talks, without blinks
+            log.warning("%s: talking photo without blinks: no face backend (%s)", row["video_id"], e)
+            faces = None
+        with uris.local_copy(row["uri"]) as image, uris.local_copy(row["audio_uri"]) as speech, \
+                uris.staged_output(out_uri) as out:
+            try:
+                made = photo.make_talking_photo(image, speech, out, row["video_id"], faces)
+            except ValueError as e:
+                raise MediaError(f"talking photo: {e}") from None
+        note = (f"talking photo: {made['frames']} frames made from the still, with small head motion"
+                + (f" and {made['blinks']} blinks" if made["face_found"] else "; no face found in it, so no blinks"))
+        return {**row, "uri": out_uri, "source_photo_uri": row["uri"],
+                "source_notes": list(row.get("source_notes") or []) + [note]}
 
 
 def _align_filter(offset_s: float, sample_rate_hz: int) -> str:

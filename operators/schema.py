@@ -19,7 +19,7 @@ import pyarrow as pa
 # 5: the shard plan (shards) and frame times; lip targets; speakers (face identities across shots);
 #    the translation route; subtitles as WebVTT (and dual) with timed-text limits; the AI-dubbing
 #    disclosure and C2PA provenance status; the source's SHA-256
-MANIFEST_VERSION = "5"
+MANIFEST_VERSION = "6"
 
 # Row status. A row without a status is still in flight; the driver marks it
 # ok when it leaves the last operator.
@@ -30,6 +30,14 @@ TRANSLATION = pa.struct([
     ("subtitles_uri", pa.string()),
 ])
 
+# A line to re-voice in the video's own language (ADR): its time, and its new text or a new recording.
+REPLACED_LINE = pa.struct([
+    ("start_s", pa.float64()),
+    ("end_s", pa.float64()),
+    ("text", pa.string()),
+    ("audio_uri", pa.string()),
+])
+
 CATALOG_FIELDS = [
     pa.field("video_id", pa.string(), nullable=False),
     pa.field("uri", pa.string(), nullable=False),
@@ -37,7 +45,9 @@ CATALOG_FIELDS = [
     pa.field("source_lang", pa.string()),
     pa.field("source_subtitles_uri", pa.string()),
     pa.field("audio_track", pa.string()),         # which source audio track: "2" (0-based) or a language ("de")
+    pa.field("audio_uri", pa.string()),           # a photo's speech (uri is then an image: a talking photo)
     pa.field("translations", pa.list_(TRANSLATION)),
+    pa.field("replace_lines", pa.list_(REPLACED_LINE)),   # ADR: lines re-voiced in source_lang, lips re-rendered
     pa.field("catalog_row", pa.int32()),          # 1-based line/row in the catalog file, for messages
 ]
 CATALOG = pa.schema(CATALOG_FIELDS)
@@ -82,6 +92,7 @@ SEGMENT = pa.struct([
     ("words", pa.list_(WORD)),
     ("notes", pa.list_(pa.string())),             # what the pipeline changed in this line, and why
     ("target_text", pa.string()),
+    ("replacement_audio_uri", pa.string()),       # ADR: a new recording of the line, spoken instead of TTS
     ("tts_uri", pa.string()),                     # raw synthesized speech
     ("tts_duration_s", pa.float64()),
     ("tts_rate", pa.float64()),                   # speaking rate the TTS synthesized at natively (1.0 = its own)
@@ -173,6 +184,8 @@ STATUS_FIELDS = [
 ]
 
 ANALYSIS_FIELDS = [
+    pa.field("source_photo_uri", pa.string()),     # a talking photo: the catalog's image (uri is then the
+                                                   # video made from it, operators/photo.py)
     pa.field("duration_s", pa.float64()),
     pa.field("fps", pa.float64()),
     pa.field("frame_count", pa.int64()),

@@ -40,6 +40,11 @@ class Synthesize(Operator):
             raise RowError(f"no voice for language {lang!r} in the {self.config.tts.backend!r} TTS backend")
         segments = []
         for i, seg in enumerate(row["segments"]):
+            if seg.get("replacement_audio_uri"):
+                tts_uri = paths.line_audio(self.work_dir, row["video_id"], lang, i, "tts")
+                segments.append({**seg, "tts_uri": tts_uri, "tts_rate": 1.0,
+                                 "tts_duration_s": _recording(seg["replacement_audio_uri"], tts_uri)})
+                continue
             if not seg["target_text"]:
                 segments.append(seg)
                 continue
@@ -48,7 +53,7 @@ class Synthesize(Operator):
                              "tts_duration_s": self._speak(seg["target_text"], lang, tts_uri, 1.0)})
         if self.config.fit.native_rate and getattr(self.backend, "speaks_faster", lambda _: False)(lang):
             for seg, plan in zip(segments, fit_plans(segments, row["duration_s"], self.config.fit)):
-                if seg.get("tts_uri") and plan.rate > NATIVE_MIN_RATE:
+                if seg.get("tts_uri") and not seg.get("replacement_audio_uri") and plan.rate > NATIVE_MIN_RATE:
                     seg["tts_rate"] = plan.rate
                     seg["tts_duration_s"] = self._speak(seg["target_text"], lang, seg["tts_uri"], plan.rate)
         add_model(row, self.name, self.backend.model_info(lang))
@@ -60,3 +65,16 @@ class Synthesize(Operator):
             if rate == 1.0:
                 return self.backend.synthesize(text, lang, local)
             return self.backend.synthesize(text, lang, local, rate=rate)
+
+
+def _recording(audio_uri: str, tts_uri: str) -> float:
+    """A line's new recording (ADR) as the line's speech: mono 16-bit wav at its own rate; its duration."""
+    from operators import audio
+    from operators.media import MediaError, ffmpeg
+
+    if not uris.exists(audio_uri):
+        raise MediaError(f"replaced line's recording not found: {uris.redacted(audio_uri)}")
+    with uris.local_copy(audio_uri) as src, uris.staged_output(tts_uri) as local:
+        ffmpeg("-i", src, "-map", "0:a:0", "-ac", "1", "-c:a", "pcm_s16le", "-f", "wav", local)
+        speech, sr = audio.read_wav(local)
+    return len(speech) / sr

@@ -13,9 +13,52 @@ class NoTranslationRoute(RowError):
     pass
 
 
+# What a re-voiced line takes over from the source line under it: who speaks it, on which face.
+SPEAKER_FIELDS = ("speaker_track_id", "speaker_id", "lip_reason", "source_sync_offset_frames",
+                  "source_sync_confidence")
+
+
+def replaced_lines(row: dict) -> dict:
+    """Line replacement (ADR) in the video's own language: the catalog's lines become the dubbed
+    segments; every source line they do not overlap keeps its voice (no target text: not dubbed).
+
+    A replaced line takes the speaker and face of the source line it overlaps most, so its lips are
+    re-rendered by that speaker's model; over no source line, it keeps the picture, with the reason."""
+    from operators.schema import segment_id
+
+    source = row["segments"] or []
+    lines = sorted(row["replace_lines"], key=lambda x: x["start_s"])
+
+    def overlap(s: dict, line: dict) -> float:
+        return min(s["end_s"], line["end_s"]) - max(s["start_s"], line["start_s"])
+
+    kept = [{**s, "target_text": None} for s in source if all(overlap(s, line) <= 0 for line in lines)]
+    replaced = []
+    for line in lines:
+        under = [s for s in source if overlap(s, line) > 0]
+        best = max(under, key=lambda s: overlap(s, line), default=None)
+        spoken = "its new recording" if line.get("audio_uri") else "its new text"
+        seg = {"segment_id": segment_id(row["video_id"], line["start_s"], line["end_s"]),
+               "start_s": line["start_s"], "end_s": line["end_s"],
+               "source_text": " ".join(s["source_text"] or "" for s in under).strip() or None,
+               "words": [], "notes": [f"replaced line (ADR): {spoken}"],
+               "target_text": line.get("text") or "", "replacement_audio_uri": line.get("audio_uri")}
+        if best is not None:
+            seg.update({k: best.get(k) for k in SPEAKER_FIELDS})
+        else:
+            seg["lip_reason"] = "no source line under the replaced line: no speaker to re-render"
+        replaced.append(seg)
+    row["segments"] = sorted(kept + replaced, key=lambda s: s["start_s"])
+    row["translation_route"] = ["replaced lines"]
+    row["models"] = list(row.get("models") or []) + [
+        {"stage": "translate", "name": "catalog-replaced-lines", "version": "",
+         "license": "the catalog's own (no model)", "source": "replace_lines"}]
+    return row
+
+
 class Translate(Operator):
     name = "translate"
-    reads = ("segments", "source_lang", "lang", "translations")
+    reads = ("segments", "source_lang", "lang", "translations", "replace_lines")
     writes = ("segments.target_text", "translation_route")
     resources = Resources(num_cpus=1, pool=(1, 2))
     output_schema = RESULT
@@ -30,6 +73,8 @@ class Translate(Operator):
     def process_row(self, row: dict) -> dict:
         src, tgt = row["source_lang"], row["lang"]
         if src == tgt:
+            if row.get("replace_lines"):
+                return replaced_lines(row)
             raise SkipRow(f"target language {tgt} is the source language")
         segments = row["segments"]
         sidecar = next((t["subtitles_uri"] for t in row.get("translations") or [] if t["lang"] == tgt), None)

@@ -48,6 +48,9 @@ def test_three_formats_give_the_same_table(tmp_path):
     ([{"video_id": "a", "uri": "x.mp4", "subtitles_uri_de": "s.txt"}], "field subtitles_uri_de"),
     ([{"video_id": "a", "uri": "x.mp4", "subtitle_uri_de": "s.srt"}], "unknown column(s) subtitle_uri_de"),
     ([{"uri": "x.mp4"}], "missing required column(s) video_id"),
+    ([{"video_id": "a", "uri": "face.jpg"}], "row 1 (video_id 'a'), field audio_uri: a photo (uri is an image) "
+                                            "needs the speech it is to say"),
+    ([{"video_id": "a", "uri": "x.mp4", "audio_uri": "s.wav"}], "field audio_uri: only a photo"),
 ])
 def test_catalog_problems_name_the_row_and_field(tmp_path, rows, needle):
     with pytest.raises(CatalogError) as e:
@@ -124,3 +127,9 @@ def test_a_presigned_subtitles_url_is_judged_by_its_path():
 
     assert _is_subtitles("https://h/s.srt?X-Amz-Signature=abc&X-Amz-Credential=k")
     assert not _is_subtitles("https://h/s.txt?x=.srt")
+
+
+def test_a_photo_row_keeps_its_speech_beside_it(tmp_path):
+    (row,) = load_catalog(_jsonl(tmp_path, [{"video_id": "p", "uri": "face.png", "audio_uri": "speech/p.wav"}]),
+                          default_langs=["es"]).to_pylist()
+    assert row["uri"] == str(tmp_path / "face.png") and row["audio_uri"] == str(tmp_path / "speech" / "p.wav")

@@ -79,6 +79,24 @@ def lips_run(tmp_path_factory, ray_local):
                       german=["Hallo.", "Die Erde ist sehr schön."])
     rows.append(row)
 
+    # A talking photo: the portrait as a still image, with speech and subtitles beside it.
+    import cv2
+
+    cv2.imwrite(str(d / "photo.jpg"), cv2.cvtColor(dummies.portrait("astronaut"), cv2.COLOR_RGB2BGR))
+    cues["photo"] = dummies.speech_track(LINES, DURATION_S, str(d / "photo.wav"), background="hum")
+    dummies.write_subtitles(cues["photo"], str(d / "photo.en.srt"))
+    dummies.write_subtitles([dummies.Cue(c.start_s, c.end_s, t) for c, t in zip(cues["photo"], GERMAN)],
+                            str(d / "photo.de.srt"))
+    rows.append({"video_id": "photo", "uri": "photo.jpg", "audio_uri": "photo.wav", "source_lang": "en",
+                 "source_subtitles_uri": "photo.en.srt", "subtitles_uri_de": "photo.de.srt", "target_langs": ["de"]})
+
+    # Line replacement (ADR): the first line re-voiced in English from new text; the second keeps its voice.
+    row, cues["adr"], _ = _clip(d, "adr", [dummies.FaceSpec(head, centre, 130)])
+    row = {k: v for k, v in row.items() if k not in ("subtitles_uri_de", "target_langs")}
+    first = cues["adr"][0]
+    row["replace_lines"] = [{"start_s": first.start_s, "end_s": first.end_s, "text": "I fly to the moon today."}]
+    rows.append(row)
+
     catalog = d / "catalog.jsonl"
     catalog.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = str(tmp_path_factory.mktemp("lips-out"))
@@ -118,6 +136,31 @@ def test_talking_head_is_rerendered_in_sync(lips_run):
     assert models[("faces", "dlib-face-recognition-resnet")]["license"].startswith("CC0-1.0")
     assert ("render", "warp-renderer") in models
     assert [(s["speaker_id"], s["lip_model_frames"] > 0) for s in r["speakers"]] == [(0, True)]
+    assert [s["lip_model_kind"] for s in r["speakers"]] == ["speaker"]
+    # What a reviewer would see in the re-rendered mouth passes the review's thresholds.
+    assert r["visual_ssim_min"] > 0.8 and r["visual_seam_max"] < 4.0 and r["visual_flicker_max"] < 8.0
+    assert r["mouth_shape_error_max"] < 0.12
+    assert not [x for x in r["review_reasons"] if x.startswith("picture:")]
+
+
+def test_a_talking_photo_becomes_a_talking_video(lips_run):
+    """A still portrait and its speech: a video as long as the speech, the head moving a little and
+    blinking, its lips drawn by the speaker-independent mouth, scored like any dub."""
+    d, results, _ = lips_run
+    r = results["photo"]
+    assert r["status"] == OK, (r["error_stage"], r["error"])
+    assert r["source_photo_uri"].endswith("photo.jpg") and r["uri"].endswith("photo.mp4")
+    assert any(n.startswith("talking photo:") and "blinks" in n for n in r["source_notes"])
+    assert r["duration_s"] == pytest.approx(DURATION_S, abs=0.05)
+    assert r["lip_status"] == "rendered" and r["frames_rerendered"] > 40
+    assert [s["lip_model_kind"] for s in r["speakers"]] == ["loudness"]
+    for s in r["segments"]:
+        assert s["speaker_track_id"] is not None and s["lip_frames_rendered"] > 0
+    # The photo's own mouth never moves; the dub's does, with the dub's speech.
+    assert r["sync_confidence"] is not None and r["sync_confidence"] > 0.3
+    assert r["visual_ssim_min"] > 0.6
+    frames = _decode(r["video_out_uri"])
+    assert len(frames) == r["frame_count"]
 
 
 def test_untouched_frames_are_bit_identical(lips_run):
@@ -262,3 +305,31 @@ def test_sync_score_is_the_same_from_only_the_frames_it_needs(lips_run, monkeypa
         assert decoded["restricted"] <= decoded["full"] == row["frame_count"], name
     # "two": its last line is spoken off screen, so the frames after the second line are not decoded.
     assert decoded["restricted"] < decoded["full"]
+
+
+def test_a_replaced_line_is_revoiced_and_relipped_alone(lips_run):
+    """ADR: the catalog's new text for the first line is spoken in English and its lips re-rendered;
+    the second line keeps its own voice and picture."""
+    import soundfile
+
+    d, results, cues = lips_run
+    r = results["adr"]
+    assert (r["status"], r["lang"]) == (OK, "en"), (r["error_stage"], r["error"])
+    first, second = r["segments"]
+    assert first["target_text"] == "I fly to the moon today." and first["notes"][0].startswith("replaced line (ADR)")
+    assert first["fit_uri"] and first["lip_frames_rendered"] > 0 and first["speaker_track_id"] == 0
+    assert second["fit_uri"] is None and not second["target_text"]
+    assert r["translation_route"] == ["replaced lines"]
+    # The second line sounds as in the source; the first does not.
+    dub, dub_sr = soundfile.read(r["dub_audio_uri"], always_2d=True)
+    line2 = slice(int((cues["adr"][1].start_s + 0.1) * dub_sr), int((cues["adr"][1].end_s - 0.1) * dub_sr))
+    line1 = slice(int((first["start_s"] + 0.1) * dub_sr), int((first["end_s"] - 0.1) * dub_sr))
+    original = soundfile.read(r["source_audio_uri"], always_2d=True)[0]
+    assert np.abs(dub[line2] - original[line2]).max() < 1e-3
+    assert np.sqrt(np.mean((dub[line1] - original[line1]) ** 2)) > 0.01
+    # Pictures: the second line's frames are the source's (lossless encode); the first line's mouth is new.
+    source_frames, dubbed = _decode(str(d / "adr.mp4")), _decode(r["video_out_uri"])
+    for i in range(int(cues["adr"][1].start_s * FPS) + 5, int(cues["adr"][1].end_s * FPS) - 5):
+        np.testing.assert_array_equal(dubbed[i][1], source_frames[i][1])
+    assert any(not np.array_equal(dubbed[i][1], source_frames[i][1])
+               for i in range(int(first["start_s"] * FPS), int(first["end_s"] * FPS)))

@@ -13,6 +13,11 @@ Per frame, inside the mouth box only:
    the target lips, shifted to the frame's colour (mean over a ring of skin
    around the lips), and blended over the lips with a feathered mask.
 3. Blend. The result fades into the untouched frame towards the box border.
+
+A speaker whose frames never show an open mouth (a talking photo, a face
+seen only silent) has no inside of a mouth to copy: where the target opens
+wider than any mouth of the bank, the inside of the target's inner lips is
+shaded dark, in the lips' own hue, as a mouth's shadowed inside looks.
 """
 from __future__ import annotations
 
@@ -31,6 +36,9 @@ MIN_GRID_STEP_PX = 4
 BORDER_POINTS_PER_SIDE = 16       # pinned points (no movement) along each side of the box
 CHIN_FOLLOWS = 0.6                # share of the lower lip's movement the chin takes
 INNER = slice(12, 20)             # inner-lip points (60-67) within the 20 lip points
+# A target this much wider open (face units) than any mouth of the bank shows a shaded inside.
+UNSEEN_OPENING = 0.02
+MOUTH_INSIDE_SHADE = 0.3
 OUTER = slice(0, 12)
 
 
@@ -46,7 +54,7 @@ def _border_points(width: int, height: int) -> np.ndarray:
     return np.vstack([top, bottom, left, right])
 
 
-def _backward_map(dst: np.ndarray, src: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+def backward_map(dst: np.ndarray, src: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """For every pixel of a (height, width) output, where to sample the input: a thin-plate spline
     through dst -> src, evaluated on a coarse grid and interpolated."""
     import cv2
@@ -64,12 +72,18 @@ def _backward_map(dst: np.ndarray, src: np.ndarray, width: int, height: int) -> 
     return xx + full[..., 0], yy + full[..., 1]
 
 
+def _inner_opening(inner: np.ndarray) -> np.ndarray:
+    """Mean gap between the upper and lower inner lips (8 points, 60-67) in their own units, (n,)."""
+    return np.mean([np.linalg.norm(inner[:, a] - inner[:, b], axis=-1) for a, b in ((1, 7), (2, 6), (3, 5))], axis=0)
+
+
 class WarpRenderer:
     def __init__(self, config=None) -> None:
         self.config = config
         self._crops: list[np.ndarray] = []
         self._lips: np.ndarray = np.zeros((0, 20, 2))          # bank lip points, crop pixels
         self._inner: np.ndarray = np.zeros((0, 8, 2))          # bank inner lips, face frame
+        self._widest = 0.0                                     # widest inner-lip opening of the bank, face units
 
     def model_info(self) -> ModelInfo:
         return ModelInfo(name="warp-renderer", version="1", license="MIT (raydub code, no weights)",
@@ -88,6 +102,7 @@ class WarpRenderer:
         self._crops = [np.asarray(frames[i]) for i in keep]
         self._lips = landmarks[keep][:, geometry.LIPS]
         self._inner = inner[keep]
+        self._widest = float(_inner_opening(self._inner).max())
 
     def _nearest(self, target_inner: np.ndarray) -> int:
         d = np.linalg.norm(self._inner - target_inner[None], axis=2).mean(axis=1)
@@ -119,14 +134,14 @@ class WarpRenderer:
         border = _border_points(w, h)
         dst = np.vstack([dst_lips, chin[inside] + CHIN_FOLLOWS * lower_move, nose, border])
         src = np.vstack([src_lips, chin[inside], nose, border])
-        mx, my = _backward_map(dst, src, w, h)
+        mx, my = backward_map(dst, src, w, h)
         warped = cv2.remap(roi, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
         # 2. fill the lips and the inside of the mouth from the closest mouth of the bank
         target_inner = geometry.apply(geometry.face_frame(landmarks), np.asarray(target_lips))[INNER]
         k = self._nearest(target_inner)
         crop, crop_lips = self._crops[k], self._lips[k]
-        fx, fy = _backward_map(dst_lips, crop_lips, w, h)
+        fx, fy = backward_map(dst_lips, crop_lips, w, h)
         fill = cv2.remap(crop.astype(np.float32), fx, fy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
         mouth_w = float(np.ptp(dst_lips[:, 0]))
@@ -141,6 +156,13 @@ class WarpRenderer:
             fill = fill + shift
         soft = cv2.GaussianBlur(lips_mask.astype(np.float32) / 255.0, (0, 0), max(1.0, 0.06 * mouth_w))[..., None]
         composed = warped * (1 - soft) + fill * soft
+        beyond = float(_inner_opening(target_inner[None])[0]) - self._widest
+        if beyond > UNSEEN_OPENING and ring.any():
+            inside = np.zeros((h, w), np.float32)
+            cv2.fillPoly(inside, [np.round(dst_lips[INNER]).astype(np.int32)], 1.0)
+            inside = cv2.GaussianBlur(inside, (0, 0), max(1.0, 0.04 * mouth_w))[..., None]
+            dark = composed[lips_mask > 0].mean(axis=0) * MOUTH_INSIDE_SHADE
+            composed = composed * (1 - inside * min(1.0, beyond / 0.05)) + dark * inside * min(1.0, beyond / 0.05)
 
         # 3. fade into the untouched frame towards the box border
         yy, xx = np.mgrid[0:h, 0:w]
