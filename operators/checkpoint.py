@@ -27,12 +27,13 @@ from operators.schema import OK, SHARD_ROW, VIDEO, conform
 
 FINGERPRINT_KEY = b"raydub.fingerprint"
 # What a video's plan depends on: the catalog row's inputs and these config sections.
-PLAN_INPUTS = ("video_id", "uri", "audio_track", "source_lang", "source_subtitles_uri")
+PLAN_INPUTS = ("video_id", "uri", "audio_track", "source_lang", "source_subtitles_uri", "audio_uri")
 PLAN_SETTINGS = ("shots", "shards")
 # A shard's analysis depends on its plan and on these.
 SHARD_SETTINGS = ("asr", "faces")
 # Catalog fields stored redacted in a checkpoint, taken from the live catalog row when it is read back.
-LIVE_FIELDS = ("uri", "source_subtitles_uri", "translations", "target_langs", "catalog_row")
+LIVE_FIELDS = ("uri", "source_subtitles_uri", "translations", "target_langs", "catalog_row", "audio_uri",
+               "replace_lines")
 
 
 def fingerprint(row: dict, config: Config, settings: tuple[str, ...], base: str = "") -> str:

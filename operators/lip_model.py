@@ -117,7 +117,7 @@ class FitLipModel(Operator):
         openings = {tid: opening_by_frame(faces, tid) for tid in tracks}
 
         segments = [dict(s) for s in row["segments"]]
-        still = bool(row.get("source_photo_uri"))
+        still = bool(row.get("photo_video_uri"))
         for seg in segments:
             if not seg.get("lip_reason"):          # set by the merge where a shard's face analysis failed
                 seg.update(self._photo_speaker(seg, times, tracks, openings) if still
@@ -139,7 +139,9 @@ class FitLipModel(Operator):
             if len(track_frames) < cfg.min_model_frames or still:
                 # A photo's mouth never moves: there is nothing of theirs to learn, only where it rests.
                 if (cfg.fallback_model or still) and lips is not None:
-                    models[sid] = lipsync.fit_loudness_mouth(sid, lips, envelope[track_frames], gate)
+                    # A photo's landmarks move only with its head and blinks: nothing there to scale or score by.
+                    models[sid] = (lipsync.fit_loudness_mouth(sid, lips, np.zeros(0), np.zeros(len(lips), bool))
+                                   if still else lipsync.fit_loudness_mouth(sid, lips, envelope[track_frames], gate))
                     arrays.update(models[sid].to_arrays(f"s{sid}_"))
                 continue
             x = lipsync.normalise_per_track(features.at(times[track_frames]), gate)

@@ -34,8 +34,13 @@ def public(row: dict) -> dict:
     it is written (marker, manifest, segments) or printed.
     """
     row = dict(row)
-    for key in ("uri", "source_subtitles_uri"):
+    for key in ("uri", "source_subtitles_uri", "audio_uri"):
         row[key] = uris.redacted(row.get(key))
+    if row.get("replace_lines"):
+        row["replace_lines"] = [{**x, "audio_uri": uris.redacted(x.get("audio_uri"))} for x in row["replace_lines"]]
+    if any(s.get("replacement_audio_uri") for s in row.get("segments") or []):
+        row["segments"] = [{**s, "replacement_audio_uri": uris.redacted(s.get("replacement_audio_uri"))}
+                           for s in row["segments"]]
     row["translations"] = [{**t, "subtitles_uri": uris.redacted(t.get("subtitles_uri"))}
                            for t in row.get("translations") or []]
     row["models"] = [{**m, "source": uris.redacted(m.get("source"))} for m in row.get("models") or []]

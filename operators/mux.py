@@ -44,7 +44,7 @@ class Mux(Operator):
             # container holds it, else encoded per `output`.
             original = stack.enter_context(uris.local_copy(row["source_audio_uri"]))
             dub = stack.enter_context(uris.local_copy(row["dub_audio_uri"]))
-            picture = stack.enter_context(uris.local_copy(row["rendered_video_uri"] if rendered else row["uri"]))
+            picture = stack.enter_context(uris.local_copy(row["rendered_video_uri"] if rendered else paths.picture(row)))
             # ffmpeg starts each input at its earliest stream; where the picture starts after the
             # source's audio (AAC priming in Matroska, a late first frame), shift it back to 0 so the
             # first frame plays with the first sample of the dub, as it did with the source's audio.

@@ -93,6 +93,11 @@ def rendered_shard(work_dir: str, video_id: str, lang: str, shard_index: int, su
     return under(work_dir, _safe(video_id), "render", _safe(lang), f"{int(shard_index):04d}{suffix}")
 
 
+def picture(row: dict) -> str:
+    """The source picture every stage decodes: the video, or the one made from a talking photo."""
+    return row.get("photo_video_uri") or row["uri"]
+
+
 def render_quality(work_dir: str, video_id: str, lang: str, shard_index: int) -> str:
     """The visual scores of one shard's re-rendered frames (operators/visual.py)."""
     return under(work_dir, _safe(video_id), "render", _safe(lang), f"{int(shard_index):04d}.quality.npz")

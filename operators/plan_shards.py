@@ -142,7 +142,7 @@ class PlanShards(Operator):
 
     def process_row(self, row: dict) -> dict:
         watch = Stopwatch()
-        with uris.local_copy(row["uri"]) as path:
+        with uris.local_copy(paths.picture(row)) as path:
             times_pts = frame_times(path)
         if len(times_pts) != row["frame_count"]:
             raise RuntimeError(f"the video's packets hold {len(times_pts)} frames, its probe said "

@@ -1,8 +1,8 @@
 """Probe a source video and extract its audio once, for every language after it.
 
 A talking photo (an image `uri` with its speech in `audio_uri`) is first made
-into the source video it stands for (operators/photo.py), in the work dir;
-from then on `uri` is that video and `source_photo_uri` the image.
+into the source video it stands for (operators/photo.py), in the work dir:
+`photo_video_uri`, which every later stage decodes (paths.picture).
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ NOTE_AUDIO_OFFSET_S = 0.05
 class ProbeMedia(Operator):
     name = "probe"
     reads = ("uri", "audio_track", "source_lang", "audio_uri")
-    writes = ("uri", "source_photo_uri", "duration_s", "fps", "frame_count", "width", "height", "video_codec", "pixel_format",
+    writes = ("photo_video_uri", "duration_s", "fps", "frame_count", "width", "height", "video_codec", "pixel_format",
               "audio_start_offset_s", "source_notes", "source_audio_track", "source_audio_layout", "source_audio_uri", "asr_audio_uri", "source_sha256")
     resources = Resources(num_cpus=1)
     output_schema = VIDEO
@@ -42,9 +42,9 @@ class ProbeMedia(Operator):
     def process_row(self, row: dict) -> dict:
         if is_image(row["uri"]):
             row = self._photo_video(row)
-        if not uris.exists(row["uri"]):
+        if not uris.exists(paths.picture(row)):
             raise MediaError(f"source video not found: {uris.redacted(row['uri'])}")
-        with uris.local_copy(row["uri"]) as path:
+        with uris.local_copy(paths.picture(row)) as path:
             p = probe(path, row.get("audio_track"), row.get("source_lang"))
             limit_s = self.config.shards.max_video_s
             if p.duration_s > limit_s:
@@ -127,7 +127,7 @@ class ProbeMedia(Operator):
                 raise MediaError(f"talking photo: {e}") from None
         note = (f"talking photo: {made['frames']} frames made from the still, with small head motion"
                 + (f" and {made['blinks']} blinks" if made["face_found"] else "; no face found in it, so no blinks"))
-        return {**row, "uri": out_uri, "source_photo_uri": row["uri"],
+        return {**row, "photo_video_uri": out_uri,
                 "source_notes": list(row.get("source_notes") or []) + [note]}
 
 

@@ -90,7 +90,7 @@ class RenderLips(Operator):
             faces = load_faces_file(row["faces_uri"], crops_of=tracks, for_shard=row["shard_index"])
             renderers = {tid: self._prepared_renderer(faces, tid) for tid in sorted(tracks)}
             quality: dict[int, dict[str, float]] = {}
-            with uris.local_copy(row["uri"]) as src, uris.staged_output(out_uri) as out:
+            with uris.local_copy(paths.picture(row)) as src, uris.staged_output(out_uri) as out:
                 held = self._encode(src, out, fmt, targets, faces, renderers, speech, origin_s,
                                     start, end, times_pts, quality)
             with uris.staged_output(paths.render_quality(self.work_dir, row["video_id"], row["lang"],

@@ -22,7 +22,10 @@ class SaveShard(Operator):
         out = []
         for row in batch.to_pylist():
             watch = Stopwatch()
-            checkpoint.save_shard(self.work_dir, row)
+            # A video that failed before it was split (its plan lost, say) has no shard to keep: it goes on
+            # to the merge as the failed row it is.
+            if row.get("shard_index") is not None:
+                checkpoint.save_shard(self.work_dir, row)
             row["timings"] = list(row.get("timings") or []) + [watch.timing(self.name)]
             out.append(row)
         return conform(out, self.output_schema)

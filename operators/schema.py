@@ -184,8 +184,8 @@ STATUS_FIELDS = [
 ]
 
 ANALYSIS_FIELDS = [
-    pa.field("source_photo_uri", pa.string()),     # a talking photo: the catalog's image (uri is then the
-                                                   # video made from it, operators/photo.py)
+    pa.field("photo_video_uri", pa.string()),      # a talking photo (uri an image): the video made from it
+                                                   # (operators/photo.py), which every stage reads as the picture
     pa.field("duration_s", pa.float64()),
     pa.field("fps", pa.float64()),
     pa.field("frame_count", pa.int64()),

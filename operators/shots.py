@@ -10,6 +10,7 @@ plane by plane before its colour conversion (the 5-minute 1080p episode:
 """
 from __future__ import annotations
 
+from operators import paths
 from operators import uri as uris
 from operators.base import Operator, Resources, require_module
 from operators.media import decoded, frame_times, small_bgr
@@ -27,7 +28,7 @@ class DetectShots(Operator):
         require_module("scenedetect", "scenedetect-headless")
 
     def process_row(self, row: dict) -> dict:
-        with uris.local_copy(row["uri"]) as path:
+        with uris.local_copy(paths.picture(row)) as path:
             cuts, n_frames = shot_cuts(path, row["fps"], self.config.shots.threshold,
                                        self.config.shots.min_shot_frames)
         n_frames = n_frames or row["frame_count"]

@@ -149,7 +149,7 @@ class TrackFaces(Operator):
         # Detection and landmarks on the luma plane where the backend takes it (dlib: half the time of
         # RGB); the crops and identities are cut from colour, converted only for the frames that keep one.
         gray_ok = bool(getattr(self.backend, "accepts_gray", False))
-        with uris.local_copy(row["uri"]) as path:
+        with uris.local_copy(paths.picture(row)) as path:
             for i, time_s, decoded_frame in decoded(path, first, last, times_pts):
                 picture = _Picture(decoded_frame, gray_ok)
                 image = picture.image

@@ -373,6 +373,7 @@ def frame_strip_png(row: dict, segment: dict | None = None, n_frames: int = 6) -
     """
     from matplotlib.figure import Figure
 
+    from operators import paths
     from operators import uri as uris
     from operators.media import frames_at
 
@@ -381,7 +382,7 @@ def frame_strip_png(row: dict, segment: dict | None = None, n_frames: int = 6) -
         return None
     start, end = line_span_s(segment)
     times = [start + (k + 0.5) * (end - start) / n_frames for k in range(n_frames)]
-    with uris.local_copy(row["uri"]) as path:
+    with uris.local_copy(paths.picture(row)) as path:
         source = frames_at(path, times)
     with uris.local_copy(row["video_out_uri"]) as path:
         dub = frames_at(path, times)

@@ -82,7 +82,8 @@ def lips_run(tmp_path_factory, ray_local):
     # A talking photo: the portrait as a still image, with speech and subtitles beside it.
     import cv2
 
-    cv2.imwrite(str(d / "photo.jpg"), cv2.cvtColor(dummies.portrait("astronaut"), cv2.COLOR_RGB2BGR))
+    portrait = cv2.resize(dummies.portrait("astronaut"), (720, 720), interpolation=cv2.INTER_CUBIC)   # face ~130 px
+    cv2.imwrite(str(d / "photo.jpg"), cv2.cvtColor(portrait, cv2.COLOR_RGB2BGR))
     cues["photo"] = dummies.speech_track(LINES, DURATION_S, str(d / "photo.wav"), background="hum")
     dummies.write_subtitles(cues["photo"], str(d / "photo.en.srt"))
     dummies.write_subtitles([dummies.Cue(c.start_s, c.end_s, t) for c, t in zip(cues["photo"], GERMAN)],
@@ -149,11 +150,11 @@ def test_a_talking_photo_becomes_a_talking_video(lips_run):
     d, results, _ = lips_run
     r = results["photo"]
     assert r["status"] == OK, (r["error_stage"], r["error"])
-    assert r["source_photo_uri"].endswith("photo.jpg") and r["uri"].endswith("photo.mp4")
+    assert r["uri"].endswith("photo.jpg") and r["photo_video_uri"].endswith("photo.mp4")
     assert any(n.startswith("talking photo:") and "blinks" in n for n in r["source_notes"])
     assert r["duration_s"] == pytest.approx(DURATION_S, abs=0.05)
     assert r["lip_status"] == "rendered" and r["frames_rerendered"] > 40
-    assert [s["lip_model_kind"] for s in r["speakers"]] == ["loudness"]
+    assert [(s["lip_model_kind"], s["lip_model_r2"]) for s in r["speakers"]] == [("loudness", None)]
     for s in r["segments"]:
         assert s["speaker_track_id"] is not None and s["lip_frames_rendered"] > 0
     # The photo's own mouth never moves; the dub's does, with the dub's speech.

@@ -77,6 +77,30 @@ def _inner_opening(inner: np.ndarray) -> np.ndarray:
     return np.mean([np.linalg.norm(inner[:, a] - inner[:, b], axis=-1) for a, b in ((1, 7), (2, 6), (3, 5))], axis=0)
 
 
+def _shade_gap(image: np.ndarray, lips: np.ndarray, share: float, mouth_w: float) -> np.ndarray:
+    """The mouth opened wider than the speaker's frames show: the middle `share` of the inner lips' height
+    (between whatever teeth the warp stretched above and below it) shaded to the inside of a mouth, the
+    lips' own colour darkened."""
+    import cv2
+
+    h, w = image.shape[:2]
+    inner, outer = lips[INNER], lips[OUTER]
+    centre_y = inner[:, 1].mean()
+    gap = inner.copy()
+    gap[:, 1] = centre_y + (inner[:, 1] - centre_y) * min(1.0, share)
+    gap_mask = np.zeros((h, w), np.float32)
+    cv2.fillPoly(gap_mask, [np.round(gap).astype(np.int32)], 1.0)
+    if not gap_mask.any():
+        return image
+    lip_band = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(lip_band, [np.round(outer).astype(np.int32)], 255)
+    cv2.fillPoly(lip_band, [np.round(inner).astype(np.int32)], 0)
+    colour = image[lip_band > 0].mean(axis=0) if lip_band.any() else image[gap_mask > 0].mean(axis=0)
+    soft = cv2.GaussianBlur(gap_mask, (0, 0), max(1.0, 0.03 * mouth_w))[..., None]
+    soft *= min(1.0, 2.0 * share)                  # a gap just past the widest seen is only a shadow
+    return image * (1 - soft) + colour * MOUTH_INSIDE_SHADE * soft
+
+
 class WarpRenderer:
     def __init__(self, config=None) -> None:
         self.config = config
@@ -156,13 +180,10 @@ class WarpRenderer:
             fill = fill + shift
         soft = cv2.GaussianBlur(lips_mask.astype(np.float32) / 255.0, (0, 0), max(1.0, 0.06 * mouth_w))[..., None]
         composed = warped * (1 - soft) + fill * soft
-        beyond = float(_inner_opening(target_inner[None])[0]) - self._widest
-        if beyond > UNSEEN_OPENING and ring.any():
-            inside = np.zeros((h, w), np.float32)
-            cv2.fillPoly(inside, [np.round(dst_lips[INNER]).astype(np.int32)], 1.0)
-            inside = cv2.GaussianBlur(inside, (0, 0), max(1.0, 0.04 * mouth_w))[..., None]
-            dark = composed[lips_mask > 0].mean(axis=0) * MOUTH_INSIDE_SHADE
-            composed = composed * (1 - inside * min(1.0, beyond / 0.05)) + dark * inside * min(1.0, beyond / 0.05)
+        opening = float(_inner_opening(target_inner[None])[0])
+        beyond = opening - self._widest
+        if beyond > UNSEEN_OPENING:
+            composed = _shade_gap(composed, dst_lips, beyond / opening, mouth_w)
 
         # 3. fade into the untouched frame towards the box border
         yy, xx = np.mgrid[0:h, 0:w]
