@@ -309,6 +309,9 @@ class FaceSpec:
     (None: all of it); outside them it stays closed. `path(t) -> (dx, dy)`
     moves the face in pixels (e.g. out of the frame). `animate=False` places
     the image as it is (a profile, a face that is not speaking).
+    `turn(t) -> degrees` turns the head about its vertical axis (the image as
+    a card seen in perspective, see `turned`); `roll(t) -> degrees` tilts it;
+    `hand(t) -> 0..1` raises a hand in front of the chin (1: up to the mouth).
     """
     image: np.ndarray
     centre_xy: tuple[float, float]
@@ -316,6 +319,53 @@ class FaceSpec:
     speaks: tuple[tuple[float, float], ...] | list | None = None
     path: object = None
     animate: bool = True
+    turn: object = None
+    roll: object = None
+    hand: object = None
+
+
+def turned(image: np.ndarray, yaw_deg: float, fill: tuple[int, int, int] = (0, 0, 0)) -> np.ndarray:
+    """The image as a card turned about its vertical axis by `yaw_deg`, seen in perspective from 2.5 widths."""
+    import cv2
+
+    if abs(yaw_deg) < 1e-3:
+        return image
+    h, w = image.shape[:2]
+    distance = 2.5 * w
+    corners = []
+    for x, y in ((0, 0), (w, 0), (w, h), (0, h)):
+        depth = (x - w / 2) * np.sin(np.radians(yaw_deg))
+        k = distance / (distance + depth)
+        corners.append((w / 2 + (x - w / 2) * np.cos(np.radians(yaw_deg)) * k, h / 2 + (y - h / 2) * k))
+    warp = cv2.getPerspectiveTransform(np.float32(((0, 0), (w, 0), (w, h), (0, h))), np.float32(corners))
+    return cv2.warpPerspective(image, warp, (w, h), borderValue=fill)
+
+
+def _posed(image: np.ndarray, spec: "FaceSpec", t: float, fill: tuple[int, int, int],
+           chin: tuple[float, float, float] | None) -> np.ndarray:
+    """The face image turned, rolled and with a hand raised, as `spec` asks at time t."""
+    import cv2
+
+    if spec.hand is not None and chin is not None and spec.hand(t) > 0:
+        cx, cy, width = chin
+        image = image.copy()
+        top = int(cy + 0.15 * width - spec.hand(t) * 0.55 * width)
+        # A hand: a skin-toned block with rounded fingertips, from the bottom of the picture up to `top`.
+        skin = (196, 150, 120)
+        x0, x1 = int(cx - 0.35 * width), int(cx + 0.25 * width)
+        cv2.rectangle(image, (x0, top + int(0.1 * width)), (x1, image.shape[0]), skin, -1)
+        for k in range(4):
+            fx = int(x0 + (k + 0.5) * (x1 - x0) / 4)
+            cv2.ellipse(image, (fx, top + int(0.1 * width)), (int((x1 - x0) / 8), int(0.1 * width)), 0, 180, 360,
+                        skin, -1)
+        cv2.line(image, (x0, top + int(0.3 * width)), (x1, top + int(0.3 * width)), (150, 105, 85), 2)
+    if spec.turn is not None:
+        image = turned(image, spec.turn(t), fill)
+    if spec.roll is not None and abs(spec.roll(t)) > 1e-3:
+        h, w = image.shape[:2]
+        rot = cv2.getRotationMatrix2D((w / 2, h / 2), spec.roll(t), 1.0)
+        image = cv2.warpAffine(image, rot, (w, h), borderValue=fill)
+    return image
 
 
 def mouth_track(audio_wav: str, times_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -385,6 +435,12 @@ class _MouthRig:
             y1 = max(lm[8, 1], lm[48:68, 1].max() + self.mouth_w) + 4
             H, W = self.image.shape[:2]
             self.box = (max(0, int(x0)), max(0, int(y0)), min(W, int(x1) + 1), min(H, int(y1) + 1))
+
+    def chin(self) -> tuple[float, float, float] | None:
+        """(x, y, mouth width) of the chin in the image, where the face was found."""
+        if self.landmarks is None:
+            return None
+        return float(self.landmarks[8, 0]), float(self.landmarks[8, 1]), self.mouth_w
 
     def frame(self, opening: float, rounding: float) -> np.ndarray:
         """The portrait with its mouth at `opening` (face units) and narrowed by `rounding`."""
@@ -495,8 +551,10 @@ def talking_video(out_mp4: str, duration_s: float, faces: list[FaceSpec], audio_
                 canvas[:] = background
                 for k, (spec, rig) in enumerate(zip(faces, rigs)):
                     dx, dy = spec.path(t) if spec.path else (0.0, 0.0)
-                    _paste(canvas, rig.frame(opening[k, i], rounding[k, i]),
-                           (spec.centre_xy[0] + dx, spec.centre_xy[1] + dy))
+                    face = rig.frame(opening[k, i], rounding[k, i])
+                    if spec.turn is not None or spec.roll is not None or spec.hand is not None:
+                        face = _posed(face, spec, t, background, rig.chin())
+                    _paste(canvas, face, (spec.centre_xy[0] + dx, spec.centre_xy[1] + dy))
                 frame = av.VideoFrame.from_ndarray(canvas, format="rgb24")
                 frame.pts = int(ticks[i])
                 frame.time_base = Fraction(1, fps)

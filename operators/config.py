@@ -202,6 +202,11 @@ class LipsConfig(_Section):
                                               "language, which no offline backend has yet")
     tight_gain: float = Field(1.35, ge=1.0, le=2.0, description="Excursion gain from the resting mouth in 'tight' "
                                                                 "mode")
+    guard_min_ssim: float = Field(0.6, ge=0.0, le=1.0, description="A re-rendered frame whose face around the "
+                                  "mouth keeps less structure (SSIM) than this is not shipped: the rest of its "
+                                  "line keeps the source picture, the frames before it fade back to the source")
+    guard_max_seam: float = Field(10.0, ge=0.0, description="Likewise for a seam at the mouth box's border above "
+                                  "this (luma levels per pixel)")
     fallback_model: bool = Field(True, description="A speaker with too little footage to learn their mouth "
                                                    "(min_model_frames) gets the speaker-independent loudness "
                                                    "mouth instead of keeping the source lips")

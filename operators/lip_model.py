@@ -32,10 +32,13 @@ from operators.faces_file import load as load_faces_file
 # A track must cover this share of a line's frames to be its speaker; less means it left or came in.
 MIN_LINE_COVERAGE = 0.9
 # Offsets (frames) allowed when matching a mouth to a line: landmarks lag a little.
-SPEAKER_MAX_LAG_FRAMES = 3
+# Real footage's picture can run a few frames off its sound (5 frames: 200 ms at 25 fps, past broadcast
+# tolerances); a speaker's mouth is matched to a line's speech over that range.
+SPEAKER_MAX_LAG_FRAMES = 5
 # A mouth whose opening varies less than this (std, face units) over a line is not speaking it:
 # landmark jitter on a still face can correlate with anything, but it does not move this much.
 MIN_MOUTH_MOTION = 0.02
+MIN_OFFSET_CONFIDENCE = 0.5
 
 
 def track_series(faces: dict[str, np.ndarray], track_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +98,7 @@ def segment_sync(opening: np.ndarray, envelope: np.ndarray, frame_idx: np.ndarra
 
 class FitLipModel(Operator):
     name = "lip_model"
-    reads = ("faces_uri", "face_tracks", "asr_audio_uri", "segments")
+    reads = ("faces_uri", "face_tracks", "asr_audio_uri", "segments", "fps")
     writes = ("segments.speaker_track_id", "segments.speaker_id", "segments.lip_reason",
               "segments.source_sync_offset_frames", "segments.source_sync_confidence", "lip_models_uri",
               "lip_model_r2", "speakers", "source_sync_offset_frames", "source_sync_confidence")
@@ -128,7 +131,7 @@ class FitLipModel(Operator):
             tid = seg.get("speaker_track_id")
             seg["speaker_id"] = speaker_of[tid] if tid is not None else None
         speaking = sorted({s["speaker_id"] for s in segments if s.get("speaker_id") is not None})
-        models, arrays = {}, {}
+        models, arrays, lag_s = {}, {}, {}
         for sid in speaking:
             track_frames, landmarks = self._footage(faces, segments, sorted(
                 (t for t in tracks.values() if speaker_of[t["track_id"]] == sid),
@@ -144,7 +147,10 @@ class FitLipModel(Operator):
                                    if still else lipsync.fit_loudness_mouth(sid, lips, envelope[track_frames], gate))
                     arrays.update(models[sid].to_arrays(f"s{sid}_"))
                 continue
-            x = lipsync.normalise_per_track(features.at(times[track_frames]), gate)
+            # The model learns the mouth against the sound it moved with: where the source's picture runs
+            # behind (or ahead of) its sound, by this speaker's own offset. The dub it draws is in sync.
+            lag_s[sid] = (_speaker_offset(segments, sid) or 0) / (row.get("fps") or 25.0)
+            x = lipsync.normalise_per_track(features.at(times[track_frames] - lag_s[sid]), gate)
             models[sid] = lipsync.fit_lip_model(sid, x, lips, gate, cfg.ridge_alpha)
             arrays.update(models[sid].to_arrays(f"s{sid}_"))
         for seg in segments:
@@ -173,7 +179,8 @@ class FitLipModel(Operator):
         people = [{"speaker_id": sid, "track_ids": sorted(t for t, s in speaker_of.items() if s == sid),
                    "lip_model_frames": models[sid].frames if sid in models else None,
                    "lip_model_r2": _finite(models[sid].heldout_r2) if sid in models else None,
-                   "lip_model_kind": models[sid].kind if sid in models else None}
+                   "lip_model_kind": models[sid].kind if sid in models else None,
+                   "source_offset_frames": round(lag_s[sid] * (row.get("fps") or 25.0)) if sid in lag_s else None}
                   for sid in sorted(set(speaker_of.values()))]
         return {**row, "segments": segments, "lip_models_uri": lip_models_uri,
                 "lip_model_r2": float(np.mean(r2)) if r2 else None, "speakers": people,
@@ -257,3 +264,12 @@ class FitLipModel(Operator):
 
 def _finite(x: float) -> float | None:
     return float(x) if x is not None and np.isfinite(x) else None
+
+
+def _speaker_offset(segments: list[dict], speaker_id: int) -> int | None:
+    """The source's own mouth-to-sound offset over one speaker's lines (frames; positive: the mouth after)."""
+    spoken = [s for s in segments if s.get("speaker_id") == speaker_id and s.get("_source_curve") is not None]
+    offset, confidence = lipsync.sync_score([s["_source_curve"] for s in spoken],
+                                            [s["end_s"] - s["start_s"] for s in spoken])
+    # Only an offset the mouth clearly shows: a weak curve's peak is anywhere.
+    return offset if confidence is not None and confidence >= MIN_OFFSET_CONFIDENCE else None

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import deque
 
 import numpy as np
 
@@ -42,6 +43,8 @@ from operators.plan_shards import load_frame_times
 from operators.schema import RESULT_SHARD_ROW
 
 RENDERER_AUDIO_WINDOW_S = 0.2
+# Frames a rendered mouth takes to fade back to the source where the next frame fails the guard.
+GUARD_RAMP_FRAMES = 3
 
 
 class RenderLips(Operator):
@@ -159,6 +162,11 @@ class RenderLips(Operator):
                 stream.options = formats.encoder_options(fmt, self.config.output)
                 held: list[int] = []
                 last = None
+                cfg = self.config.lips
+                # The last few frames wait here before the encoder: where a frame fails the guard, the
+                # rendered ones before it fade back to the source instead of popping.
+                waiting: deque = deque()            # [picture, index, (source picture, rgb, rendered, box, track)]
+                stopped: dict[int, int] = {}        # track -> the last frame of its line kept as the source
 
                 def put(picture, index: int) -> None:
                     picture.pts = int(round(float(times_pts[index]) / float(time_base))) - first_pts
@@ -166,32 +174,68 @@ class RenderLips(Operator):
                     for packet in stream.encode(picture):
                         sink.mux(packet)
 
+                def push(picture, index: int, drawn=None) -> None:
+                    waiting.append([picture, index, drawn])
+                    while len(waiting) > GUARD_RAMP_FRAMES:
+                        put(*waiting.popleft()[:2])
+
+                def fade_back(track: int) -> None:
+                    """The waiting rendered frames of `track`, nearest the broken one most, back to the source."""
+                    k = 0
+                    for item in reversed(waiting):
+                        if item[2] is None or item[2][4] != track:
+                            break
+                        k += 1
+                        source_picture, rgb, new, box, _ = item[2]
+                        w = 1.0 - k / (GUARD_RAMP_FRAMES + 1)            # share of the source
+                        mixed = np.clip(rgb * w + new * (1.0 - w), 0, 255).astype(np.uint8)
+                        item[0] = _with_box(source_picture, mixed, box)
+
                 damaged: list = []
                 before = None                           # (index, track, source RGB, rendered RGB)
                 for index, _, decoded_frame in decoded(src, start, end, times_pts, damaged=damaged):
                     picture = decoded_frame.reformat(format=fmt.pixel_format)
+                    drawn = None
                     if index in targets:
                         tid, lips = targets[index]
-                        lm = lm_rows[tid][index]
-                        centre = int((times[index] - origin_s) * lipsync.SAMPLE_RATE_HZ)
-                        rgb = decoded_frame.to_ndarray(format="rgb24")
-                        new = renderers[tid].render(rgb, lm, lips, speech[max(0, centre - half):centre + half])
-                        picture = _with_box(picture, new, geometry.mouth_box(lm))
-                        previous = before[2:] if before is not None and before[:2] == (index - 1, tid) else None
-                        quality[index] = visual.frame_scores(rgb, new, lm, lips, previous)
-                        before = (index, tid, rgb, new)
+                        if stopped.get(tid) == index - 1:
+                            stopped[tid] = index                 # the rest of the line stays as it was
+                            quality[index] = dict(visual.KEPT)
+                        else:
+                            lm = lm_rows[tid][index]
+                            centre = int((times[index] - origin_s) * lipsync.SAMPLE_RATE_HZ)
+                            rgb = decoded_frame.to_ndarray(format="rgb24")
+                            new = renderers[tid].render(rgb, lm, lips, speech[max(0, centre - half):centre + half])
+                            previous = before[2:] if before is not None and before[:2] == (index - 1, tid) else None
+                            scores = visual.frame_scores(rgb, new, lm, lips, previous)
+                            box = geometry.mouth_box(lm)
+                            if visual.failed_guard(scores, cfg.guard_min_ssim, cfg.guard_max_seam):
+                                stopped[tid] = index
+                                quality[index] = dict(visual.KEPT)
+                                fade_back(tid)
+                            else:
+                                quality[index] = scores
+                                drawn = (picture, rgb, new, box, tid)
+                                picture = _with_box(picture, new, box)
+                                before = (index, tid, rgb, new)
                     # frames before this one that did not decode hold this one (or the one before them)
                     missing = range(start if last is None else last[1] + 1, index)
+                    if missing:
+                        while waiting:
+                            put(*waiting.popleft()[:2])
                     for i in missing:
                         put(_copied(last[0] if last is not None else picture), i)
                     held.extend(missing)
-                    put(picture, index)
+                    push(picture, index, drawn)
                     last = (picture, index)
                 if last is None:
                     raise MediaError(f"frames {start}-{end} of the picture: none could be decoded "
                                      f"({len(damaged)} damaged packets)")
+                while waiting:
+                    put(*waiting.popleft()[:2])
+                last_picture = last[0]
                 for i in range(last[1] + 1, end):
-                    put(_copied(last[0]), i)
+                    put(_copied(last_picture), i)
                     held.append(i)
                 for packet in stream.encode():
                     sink.mux(packet)

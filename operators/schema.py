@@ -146,6 +146,8 @@ SPEAKER = pa.struct([
     ("track_ids", pa.list_(pa.int32())),
     ("lip_model_frames", pa.int64()),             # frames the model learnt from; null: no model
     ("lip_model_r2", pa.float64()),               # its held-out fit of mouth opening
+    ("source_offset_frames", pa.int32()),         # the source's mouth behind its sound in their lines (frames);
+                                                  # their model learnt the mouth at that offset
     ("lip_model_kind", pa.string()),              # "speaker": learnt from them; "loudness": the speaker-
                                                   # independent mouth, for too little footage
 ])
@@ -292,6 +294,7 @@ RESULT_FIELDS = [
     pa.field("visual_seam_max", pa.float64()),
     pa.field("visual_flicker_max", pa.float64()),
     pa.field("mouth_shape_error_max", pa.float64()),
+    pa.field("frames_kept_by_guard", pa.int64()),  # re-rendered frames the render guard shipped as the source
     # review (operators/review.py): filled for every row, ok, failed or skipped
     pa.field("needs_review", pa.bool_()),
     pa.field("review_reasons", pa.list_(pa.string())),

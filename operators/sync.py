@@ -69,7 +69,8 @@ class ScoreSync(Operator):
     writes = ("sync_offset_frames", "sync_confidence", "mouth_change_ratio", "segments.sync_offset_frames",
               "segments.sync_confidence", "segments.mouth_change_ratio", "segments.visual_ssim",
               "segments.visual_seam", "segments.visual_flicker", "segments.mouth_shape_error", "visual_ssim_min",
-              "visual_seam_max", "visual_flicker_max", "mouth_shape_error_max")
+              "visual_seam_max", "visual_flicker_max", "mouth_shape_error_max", "frames_kept_by_guard",
+              "segments.notes", "segments.lip_frames_rendered", "segments.lip_reason")
     resources = Resources(num_cpus=1, pool=(1, 2))
     output_schema = RESULT
 
@@ -142,6 +143,16 @@ class ScoreSync(Operator):
             tid = s["speaker_track_id"]
             idx = frames_in(times, *line_span_s(s))
             s.update(visual.line_scores(quality, idx))
+            kept = sum(1 for f in idx if quality.get(int(f), {}).get("kept"))
+            if kept:
+                # The render guard shipped the source's frames from a broken one to the line's end.
+                guard = self.config.lips
+                s["lip_frames_rendered"] = max(0, s["lip_frames_rendered"] - kept)
+                s["notes"] = [*(s.get("notes") or []),
+                              f"lips: {kept} frame(s) left as they were: the render broke the face there (SSIM "
+                              f"around the mouth < {guard.guard_min_ssim} or a seam > {guard.guard_max_seam})"]
+                if not s["lip_frames_rendered"]:
+                    s["lip_reason"] = "the renderer could not draw this face well (render guard): left as it was"
             s["mouth_shape_error"] = shape_error(idx, tid, targets, rendered_lm.get(tid, {}), source_lm.get(tid, {}))
             rendered = lipsync.mouth_change(rendered_lm.get(tid, {}), idx)
             source = lipsync.mouth_change(source_lm.get(tid, {}), idx)
@@ -162,7 +173,8 @@ class ScoreSync(Operator):
             weights.append(s["placed_end_s"] - s["placed_start_s"])
         offset, confidence = lipsync.sync_score(curves, weights)
         return {**row, "segments": segments, "sync_offset_frames": offset, "sync_confidence": confidence,
-                "mouth_change_ratio": change_ratio, **worst_lines(segments)}
+                "mouth_change_ratio": change_ratio, **worst_lines(segments),
+                "frames_kept_by_guard": sum(1 for q in quality.values() if q.get("kept"))}
 
     def _quality(self, row: dict) -> dict[int, dict[str, float]]:
         """Every shard's per-frame visual scores (operators/render.py writes them beside its shard)."""

@@ -28,7 +28,7 @@ from operators import face_geometry as geometry
 # The lips and a margin around them (a share of the mouth's width) are where the mouth is meant to change.
 LIPS_MARGIN = 0.15
 SEAM_BAND_PX = 3
-KEYS = ("ssim", "seam", "flicker")
+KEYS = ("ssim", "seam", "flicker", "kept")    # kept: 1 where the render guard shipped the source frame
 
 
 def _gray(rgb: np.ndarray) -> np.ndarray:
@@ -61,7 +61,7 @@ def frame_scores(source: np.ndarray, dub: np.ndarray, landmarks: np.ndarray, tar
     x0, y0, x1, y1 = geometry.mouth_box(landmarks)
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
     if x1 - x0 < 8 or y1 - y0 < 8:
-        return {"ssim": np.nan, "seam": np.nan, "flicker": np.nan}
+        return {"ssim": np.nan, "seam": np.nan, "flicker": np.nan, "kept": 0.0}
     src, out = _gray(source[y0:y1, x0:x1]), _gray(dub[y0:y1, x0:x1])
     _, ssim_map = structural_similarity(src, out, data_range=255.0, full=True, win_size=7)
     around = ~_lips_mask(src.shape, np.array([x0, y0]), landmarks[geometry.LIPS], target_lips)
@@ -72,7 +72,10 @@ def frame_scores(source: np.ndarray, dub: np.ndarray, landmarks: np.ndarray, tar
     if previous is not None and around.any():
         prev_src, prev_out = (_gray(p[y0:y1, x0:x1]) for p in previous)
         flicker = float(np.abs((out - src) - (prev_out - prev_src))[around].mean())
-    return {"ssim": ssim, "seam": seam, "flicker": flicker}
+    return {"ssim": ssim, "seam": seam, "flicker": flicker, "kept": 0.0}
+
+
+KEPT = {"ssim": 1.0, "seam": 0.0, "flicker": float("nan"), "kept": 1.0}
 
 
 def _seam(source: np.ndarray, dub: np.ndarray, box: tuple[int, int, int, int]) -> float:
@@ -92,6 +95,12 @@ def _seam(source: np.ndarray, dub: np.ndarray, box: tuple[int, int, int, int]) -
     rings = [gradient[(to_edge == d) & inside_span] for d in range(b + 1)]
     rings = [r.mean() for r in rings if r.size]
     return float(max(rings)) if rings else float("nan")
+
+
+def failed_guard(scores: dict[str, float], min_ssim: float, max_seam: float) -> bool:
+    """A frame too broken to ship (lips.guard_*): the face around the mouth lost its structure, or a seam."""
+    return bool((np.isfinite(scores["ssim"]) and scores["ssim"] < min_ssim)
+                or (np.isfinite(scores["seam"]) and scores["seam"] > max_seam))
 
 
 def line_scores(per_frame: dict[int, dict[str, float]], frames: np.ndarray) -> dict[str, float | None]:
@@ -115,4 +124,4 @@ def save(path: str, per_frame: dict[int, dict[str, float]]) -> None:
 
 def load(path: str) -> dict[int, dict[str, float]]:
     with np.load(path) as z:
-        return {int(f): {k: float(z[k][j]) for k in KEYS} for j, f in enumerate(z["frame"])}
+        return {int(f): {k: float(z[k][j]) if k in z else 0.0 for k in KEYS} for j, f in enumerate(z["frame"])}

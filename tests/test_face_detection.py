@@ -136,21 +136,6 @@ def test_a_face_gone_for_good_ends_at_its_last_confirmed_frame(tmp_path):
     assert track["end_reason"].startswith("lost (no face detected 5 times in a row")
 
 
-def _turned(image: np.ndarray, yaw_deg: float) -> np.ndarray:
-    """The portrait as a card turned about its vertical axis by `yaw_deg`, seen in perspective."""
-    import cv2
-
-    h, w = image.shape[:2]
-    distance = 2.5 * w
-    corners = []
-    for x, y in ((0, 0), (w, 0), (w, h), (0, h)):
-        depth = (x - w / 2) * np.sin(np.radians(yaw_deg))
-        k = distance / (distance + depth)
-        corners.append((w / 2 + (x - w / 2) * np.cos(np.radians(yaw_deg)) * k, h / 2 + (y - h / 2) * k))
-    warp = cv2.getPerspectiveTransform(np.float32(((0, 0), (w, 0), (w, h), (0, h))), np.float32(corners))
-    return cv2.warpPerspective(image, warp, (w, h), borderValue=(90, 90, 90))
-
-
 def test_a_head_turning_to_56_degrees_and_back_is_one_track(tmp_path):
     """The head turns away to 56 degrees and back over 3 s, drifting sideways: dlib's HOG misses it near
     the turn's peak, its landmarks carry it there, and it stays one track through the whole shot."""
@@ -164,7 +149,7 @@ def test_a_head_turning_to_56_degrees_and_back_is_one_track(tmp_path):
         for i in range(75):
             yaw = 56.0 * np.sin(np.pi * i / 74)
             canvas = np.full((360, 640, 3), 90, np.uint8)
-            face = _turned(head, yaw)
+            face = dummies.turned(head, yaw, (90, 90, 90))
             x = 120 + int(2 * i)                                       # 150 px of drift over the shot
             canvas[40:40 + face.shape[0], x:x + face.shape[1]] = face
             out.mux(stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")))

@@ -334,3 +334,54 @@ def test_a_replaced_line_is_revoiced_and_relipped_alone(lips_run):
         np.testing.assert_array_equal(dubbed[i][1], source_frames[i][1])
     assert any(not np.array_equal(dubbed[i][1], source_frames[i][1])
                for i in range(int(first["start_s"] * FPS), int(first["end_s"] * FPS)))
+
+
+class SmearsAfter:
+    """The offline renderer, until its `after`-th frame; from then on it smears the mouth box (broken)."""
+
+    def __init__(self, after: int) -> None:
+        from operators.backends.warp_renderer import WarpRenderer
+
+        self.inner, self.after, self.calls = WarpRenderer(), after, 0
+
+    def prepare(self, frames, landmarks):
+        self.inner.prepare(frames, landmarks)
+
+    def render(self, frame, landmarks, target_lips, audio_16k=None):
+        import cv2
+
+        self.calls += 1
+        out = self.inner.render(frame, landmarks, target_lips, audio_16k)
+        if self.calls >= self.after:
+            x0, y0, x1, y1 = mouth_box(landmarks)
+            out[y0:y1, x0:x1] = cv2.GaussianBlur(out[y0:y1, x0:x1], (0, 0), 8)
+        return out
+
+    def model_info(self):
+        return self.inner.model_info()
+
+
+def test_a_render_that_breaks_the_face_is_not_shipped(lips_run, tmp_path):
+    """The render guard: from the first frame whose face around the mouth is smeared, the rest of the line
+    keeps the source picture (exactly, at crf 0), the 3 frames before it fade back to the source, and the
+    frames are marked in the shard's visual scores."""
+    from operators import paths, visual
+    from operators.plan_lips import load_targets
+    from operators.render import RenderLips
+
+    d, results, _ = lips_run
+    r = results["talking"]
+    config = small_config(output={"video_crf": 0}, faces={"min_face_px": 100})
+    render = RenderLips(config, str(tmp_path / "work"), str(tmp_path / "out"), backend=SmearsAfter(after=12))
+    shard = render.process_row({**r, "shard_index": 0})
+    targets = sorted(load_targets(r["lip_targets_uri"]))
+    first_line = [f for f in targets if f < targets[0] + 200 and all(g in targets for g in range(targets[0], f + 1))]
+    broken = first_line[11]                                     # the 12th rendered frame
+    quality = visual.load(paths.render_quality(str(tmp_path / "work"), "talking", "de", 0))
+    assert [f for f in first_line if quality[f]["kept"]] == [f for f in first_line if f >= broken]
+    source, dubbed = _decode(str(d / "talking.mp4")), _decode(shard["shard_output_uri"])
+    for f in first_line:
+        if f >= broken:
+            np.testing.assert_array_equal(dubbed[f][1], source[f][1])
+    diff = {f: float(np.abs(dubbed[f][1].astype(int) - source[f][1].astype(int)).mean()) for f in first_line}
+    assert 0 < diff[broken - 1] < diff[broken - 4]            # a quarter rendered, against wholly rendered

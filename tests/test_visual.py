@@ -16,20 +16,6 @@ from operators.config import Config
 REVIEW = Config().review
 
 
-def _turned(image: np.ndarray, yaw_deg: float) -> np.ndarray:
-    import cv2
-
-    h, w = image.shape[:2]
-    distance = 2.5 * w
-    corners = []
-    for x, y in ((0, 0), (w, 0), (w, h), (0, h)):
-        depth = (x - w / 2) * np.sin(np.radians(yaw_deg))
-        k = distance / (distance + depth)
-        corners.append((w / 2 + (x - w / 2) * np.cos(np.radians(yaw_deg)) * k, h / 2 + (y - h / 2) * k))
-    warp = cv2.getPerspectiveTransform(np.float32(((0, 0), (w, 0), (w, h), (0, h))), np.float32(corners))
-    return cv2.warpPerspective(image, warp, (w, h), borderValue=(90, 90, 90))
-
-
 @pytest.fixture(scope="module")
 def moving_head():
     """30 frames: the head drifts 60 px, turns to 30 degrees and tilts; landmarks from dlib on each."""
@@ -43,7 +29,7 @@ def moving_head():
     frames, landmarks, box = [], [], None
     for i in range(30):
         canvas = np.full((560, 800, 3), 90, np.uint8)
-        face = _turned(head, 30.0 * np.sin(np.pi * i / 29))
+        face = dummies.turned(head, 30.0 * np.sin(np.pi * i / 29), (90, 90, 90))
         tilt = cv2.getRotationMatrix2D((240, 240), 6.0 * np.sin(2 * np.pi * i / 29), 1.0)
         face = cv2.warpAffine(face, tilt, (480, 480), borderValue=(90, 90, 90))
         x = 100 + 2 * i
