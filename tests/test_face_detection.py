@@ -159,3 +159,22 @@ def test_a_head_turning_to_56_degrees_and_back_is_one_track(tmp_path):
     tracks = _tracks_of(tmp_path, path, times_uri)
     assert [(t["start_frame"], t["end_frame"], t["end_reason"]) for t in tracks] == [(0, 75, "shot end")]
     assert len(_tracks_of(tmp_path, path, times_uri, max_missed_detections=0)) > 1    # the misses are real
+
+
+def test_an_animation_style_face_that_turns_and_talks_is_one_track(tmp_path):
+    """A flat-shaded, outlined face (animation style), talking and turning 30 degrees either way."""
+    import math
+
+    from operators.media import frame_times
+
+    head = dummies.flat_shaded(dummies.portrait("astronaut")[20:300, 90:400])
+    wav, path = str(tmp_path / "toon.wav"), str(tmp_path / "toon.mp4")
+    dummies.speech_track([(0.3, "Hello, I am drawn by hand.")], 3.0, wav)
+    dummies.talking_video(path, 3.0, [dummies.FaceSpec(head, (320, 180), 130,
+                                                       turn=lambda t: 30.0 * math.sin(2 * math.pi * t / 3.0))],
+                          wav, size=(640, 360), background=(90, 90, 90))
+    times_uri = str(tmp_path / "frame_times.npy")
+    np.save(times_uri, frame_times(path))
+    tracks = _tracks_of(tmp_path, path, times_uri)
+    assert [(t["start_frame"], t["end_frame"], t["end_reason"]) for t in tracks] == [(0, 75, "shot end")]
+    assert tracks[0]["face_height_px"] > 80
