@@ -68,7 +68,8 @@ def assess(row: dict, config: Config) -> list[str]:
         above("visual_flicker_max", cfg.max_visual_flicker, "picture: flicker around the re-rendered mouth")
         above("mouth_shape_error_max", cfg.max_mouth_shape_error,
               "lip sync: re-measured mouth off the shape asked for by")
-        change = row.get("mouth_change_ratio")
+        # A talking photo's own mouth never moves: against it any mouth "moves more".
+        change = None if row.get("photo_video_uri") else row.get("mouth_change_ratio")
         if change is not None and change > cfg.max_mouth_change_ratio:
             reasons.append(f"lip sync: unsteady mouth, it moves {change:.1f}x as much frame to frame as the "
                            f"source's (> {cfg.max_mouth_change_ratio}x)")

@@ -79,3 +79,8 @@ def test_pivoted_translations_are_flagged_unless_turned_off():
     assert review.apply(good(translation_route=["subtitles"]), CFG)["needs_review"] is False
     off = Config.from_dict({"review": {"flag_pivoted": False}})
     assert review.apply(pivoted, off)["needs_review"] is False
+
+
+def test_a_talking_photo_is_not_flagged_for_a_mouth_that_moves_more_than_the_stills():
+    photo = good(mouth_change_ratio=9.0, photo_video_uri="/work/p/photo.mp4")
+    assert review.apply(photo, CFG)["needs_review"] is False
