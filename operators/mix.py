@@ -28,7 +28,7 @@ PEAK_CEILING_DBFS = -1.0
 
 class Mix(Operator):
     name = "mix"
-    reads = ("source_audio_uri", "duration_s", "segments.fit_uri", "segments.placed_start_s", "segments.placed_end_s",
+    reads = ("source_audio_uri", "duration_s", "replace_lines", "source_lang", "segments.fit_uri", "segments.placed_start_s", "segments.placed_end_s",
              "segments.source_text", "segments.target_text")
     writes = ("dub_audio_uri", "subtitles_out_uri", "subtitles_vtt_uri", "subtitles_dual_uri", "subtitle_cues",
               "subtitle_lines_split", "subtitle_cues_extended", "subtitle_cues_over_limits", "subtitle_issues",
@@ -96,7 +96,14 @@ class Mix(Operator):
                     audio_provenance = self.signing.sign(local, dub_audio_uri, "wav", row, picture=False,
                                                          lips_rendered=False, disclosure=disclosure)
         # SRT, WebVTT and the optional dual file, timed to the dub and held to the timed-text limits
-        subs = subtitles.write_outputs(dubbed, self.config.subtitles, self.out_dir, vid, lang, row.get("duration_s"))
+        shown = dubbed
+        if row.get("replace_lines") and lang == row.get("source_lang"):
+            # Line replacement: the video's own language, so its subtitles are every line, the kept ones
+            # as spoken in the source and the replaced ones as re-voiced.
+            shown = [s if s.get("fit_uri") else {**s, "placed_start_s": s["start_s"], "placed_end_s": s["end_s"],
+                                                 "target_text": s.get("source_text") or ""}
+                     for s in segments if s.get("fit_uri") or s.get("source_text")]
+        subs = subtitles.write_outputs(shown, self.config.subtitles, self.out_dir, vid, lang, row.get("duration_s"))
         diff = dub_lufs - source_lufs if math.isfinite(dub_lufs) and math.isfinite(source_lufs) else None
         return {**row, "segments": segments, "dub_audio_uri": dub_audio_uri, **subs,
                 "source_dialogue_lufs": _finite(source_lufs), "dub_dialogue_lufs": _finite(dub_lufs),

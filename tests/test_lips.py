@@ -321,6 +321,9 @@ def test_a_replaced_line_is_revoiced_and_relipped_alone(lips_run):
     assert first["fit_uri"] and first["lip_frames_rendered"] > 0 and first["speaker_track_id"] == 0
     assert second["fit_uri"] is None and not second["target_text"]
     assert r["translation_route"] == ["replaced lines"]
+    srt = open(r["subtitles_out_uri"], encoding="utf-8").read()          # every line, the new one as re-voiced
+    assert "I fly to the moon today." in srt and "The earth is very beautiful." in srt
+    assert "Hello, I am an astronaut." not in srt
     # The second line sounds as in the source; the first does not.
     dub, dub_sr = soundfile.read(r["dub_audio_uri"], always_2d=True)
     line2 = slice(int((cues["adr"][1].start_s + 0.1) * dub_sr), int((cues["adr"][1].end_s - 0.1) * dub_sr))
