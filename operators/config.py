@@ -367,7 +367,7 @@ class ReviewConfig(_Section):
                                    "(a smear, a ghost, a chin or collar pulled out of shape)")
     max_visual_seam: float = Field(4.0, ge=0.0, description="Edge at the border of a re-rendered mouth box (luma "
                                    "levels per pixel) above which a line is flagged")
-    max_visual_flicker: float = Field(8.0, ge=0.0, description="Frame-to-frame change of what the renderer altered "
+    max_visual_flicker: float = Field(10.0, ge=0.0, description="Frame-to-frame change of what the renderer altered "
                                       "around the lips (luma levels) above which a line is flagged as flickering")
     max_mouth_shape_error: float = Field(0.12, ge=0.0, description="Distance of the re-measured lips from the "
                                          "shape asked for (face units: eye-to-eye distance) above which a line is "
