@@ -205,14 +205,22 @@ class FitLipModel(Operator):
             return np.zeros(0, np.int64), np.zeros((0, 68, 2))
         return np.concatenate(frames), np.concatenate(landmarks)
 
-    def _photo_speaker(self, seg: dict, times: np.ndarray, tracks: dict[int, dict],
-                       openings: dict[int, np.ndarray]) -> dict:
-        """A talking photo's speaker is its largest face (its mouth never moved, so none follows the speech)."""
+    def _on_screen(self, seg: dict, times: np.ndarray,
+                   openings: dict[int, np.ndarray]) -> tuple[np.ndarray, dict[int, float]] | dict:
+        """The line's frames and each track's share of them on screen; or, for a line too short, the reason."""
         cfg = self.config.lips
         idx = frames_in(times, seg["start_s"], seg["end_s"])
         if len(idx) < cfg.min_segment_frames:
             return {"lip_reason": f"line too short to re-render ({len(idx)} frames < {cfg.min_segment_frames})"}
-        on_screen = {tid: float(np.isfinite(op[idx]).mean()) for tid, op in openings.items()}
+        return idx, {tid: float(np.isfinite(op[idx]).mean()) for tid, op in openings.items()}
+
+    def _photo_speaker(self, seg: dict, times: np.ndarray, tracks: dict[int, dict],
+                       openings: dict[int, np.ndarray]) -> dict:
+        """A talking photo's speaker is its largest face (its mouth never moved, so none follows the speech)."""
+        seen = self._on_screen(seg, times, openings)
+        if isinstance(seen, dict):
+            return seen
+        _, on_screen = seen
         on_screen = {tid: c for tid, c in on_screen.items()
                      if c >= MIN_LINE_COVERAGE and tracks[tid]["face_height_px"] >= self.config.faces.min_face_px}
         if not on_screen:
@@ -226,10 +234,10 @@ class FitLipModel(Operator):
     def _speaker(self, seg: dict, times: np.ndarray, envelope: np.ndarray, tracks: dict[int, dict],
                  openings: dict[int, np.ndarray]) -> dict:
         cfg = self.config.lips
-        idx = frames_in(times, seg["start_s"], seg["end_s"])
-        if len(idx) < cfg.min_segment_frames:
-            return {"lip_reason": f"line too short to re-render ({len(idx)} frames < {cfg.min_segment_frames})"}
-        on_screen = {tid: float(np.isfinite(op[idx]).mean()) for tid, op in openings.items()}
+        seen = self._on_screen(seg, times, openings)
+        if isinstance(seen, dict):
+            return seen
+        idx, on_screen = seen
         on_screen = {tid: c for tid, c in on_screen.items() if c > 0}
         if not on_screen:
             return {"lip_reason": "no face on screen during the line"}
