@@ -362,7 +362,7 @@ class ReviewConfig(_Section):
     max_mouth_change_ratio: float = Field(2.0, ge=0.0, description="Frame-to-frame lip movement of the re-rendered "
                                           "mouth over the source's in the same frames, above which the render is "
                                           "flagged as unsteady")
-    min_visual_ssim: float = Field(0.8, ge=0.0, le=1.0, description="Structure (SSIM) around the lips of a "
+    min_visual_ssim: float = Field(0.75, ge=0.0, le=1.0, description="Structure (SSIM) around the lips of a "
                                    "re-rendered line's worst frames against the source, below which it is flagged "
                                    "(a smear, a ghost, a chin or collar pulled out of shape)")
     max_visual_seam: float = Field(4.0, ge=0.0, description="Edge at the border of a re-rendered mouth box (luma "
