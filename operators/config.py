@@ -198,10 +198,14 @@ class LipsConfig(_Section):
                                                   "the dub at the edges of each rendered span")
     mode: Literal["natural", "tight"] = Field("natural", description="'natural': the speaker's own mouth movement; "
                                               "'tight': larger excursions (tight_gain) for a sync a viewer reads "
-                                              "at once. Lips closed on bilabials needs a phoneme aligner for the "
-                                              "language, which no offline backend has yet")
+                                              "at once, and the lips pressed shut on /p/, /b/ and /m/ "
+                                              "(close_bilabials)")
     tight_gain: float = Field(1.35, ge=1.0, le=2.0, description="Excursion gain from the resting mouth in 'tight' "
                                                                 "mode")
+    close_bilabials: bool = Field(True, description="In 'tight' mode, close the lips where the dub says /p/, /b/ "
+                                  "or /m/, found by aligning espeak-ng's phonemes of the line's text to the dub "
+                                  "speech (operators/phonemes.py); languages espeak-ng has no voice for keep "
+                                  "the model's mouth, and the line's notes say so")
     guard_min_ssim: float = Field(0.6, ge=0.0, le=1.0, description="A re-rendered frame whose face around the "
                                   "mouth keeps less structure (SSIM) than this is not shipped: the rest of its "
                                   "line keeps the source picture, the frames before it fade back to the source")

@@ -30,7 +30,7 @@ import numpy as np
 
 from operators import audio
 from operators import face_geometry as geometry
-from operators import lipsync, paths
+from operators import lipsync, paths, phonemes
 from operators import uri as uris
 from operators.base import Operator, Resources
 from operators.faces_file import load as load_faces_file
@@ -40,6 +40,9 @@ from operators.track_faces import smooth
 
 # Audio read past each end of a span: the features' context and the mel frames at its edges.
 SPAN_AUDIO_MARGIN_S = 1.0
+# Outer lip points above and below the mouth's corners (48 and 54), in the 20 lip points.
+OUTER_UPPER = [i - 48 for i in (49, 50, 51, 52, 53)]
+OUTER_LOWER = [i - 48 for i in (55, 56, 57, 58, 59)]
 
 
 
@@ -145,14 +148,52 @@ def edge_ramp(n: int, ramp: int) -> np.ndarray:
     return w
 
 
+def closed_lips(lips: np.ndarray, amount: np.ndarray) -> np.ndarray:
+    """Lip shapes (n, 20, 2) with their mouths shut by `amount` (n,) in [0, 1].
+
+    The upper and lower lips meet halfway across the inner gap, each keeping
+    its thickness; the corners stay where they are.
+    """
+    out = lips.astype(np.float64).copy()
+    inner_upper = [a - 48 for a, _ in geometry.INNER_GAPS]
+    inner_lower = [b - 48 for _, b in geometry.INNER_GAPS]
+    gaps = lips[:, inner_lower] - lips[:, inner_upper]                    # (n, 3, 2), top to bottom
+    gaps = np.where(gaps[..., 1:2] > 0, gaps, 0.0)                        # an already shut pair stays
+    half = 0.5 * amount[:, None, None] * gaps
+    out[:, inner_upper] += half
+    out[:, inner_lower] -= half
+    mean_half = half.mean(axis=1, keepdims=True)
+    out[:, OUTER_UPPER] += mean_half
+    out[:, OUTER_LOWER] -= mean_half
+    return out
+
+
+def closure_weights(times_s: np.ndarray, closures_s: list[tuple[float, float]], frame_s: float) -> np.ndarray:
+    """How far to shut the lips in each frame, in [0, 1], for closures given as (start_s, end_s).
+
+    A closure shorter than a frame is widened to one, about its middle, so
+    that every closure shuts at least one frame: a frame (its time ± half a
+    frame) covered by half the closure or more is shut, one covered less is
+    shut in proportion.
+    """
+    w = np.zeros(len(times_s))
+    for a, b in closures_s:
+        mid, width = (a + b) / 2, max(b - a, frame_s)
+        a, b = mid - width / 2, mid + width / 2
+        overlap = np.minimum(times_s + frame_s / 2, b) - np.maximum(times_s - frame_s / 2, a)
+        w = np.maximum(w, np.clip(overlap / (0.5 * frame_s), 0.0, 1.0))
+    return w
+
+
 def target_shapes(span: Span, model: lipsync.LipModel | lipsync.LoudnessMouth, features: np.ndarray,
                   envelope: np.ndarray, source_lips: np.ndarray, chunk: int, overlap: int, ramp: int,
-                  gain: float = 1.0) -> np.ndarray:
+                  gain: float = 1.0, closure: np.ndarray | None = None) -> np.ndarray:
     """Normalised lip shapes (n, 20, 2) for the span's frames.
 
     `features` and `envelope` are the dub's, at the span's frames;
     `source_lips` the measured source shapes there. `gain` > 1 widens every
-    excursion from the resting mouth (lips.mode "tight").
+    excursion from the resting mouth, and `closure` (n,) shuts the lips by
+    that much on bilabials (lips.mode "tight").
     """
     n = len(span.frames)
     bounds = chunk_bounds(n, chunk, overlap)
@@ -165,6 +206,8 @@ def target_shapes(span: Span, model: lipsync.LipModel | lipsync.LoudnessMouth, f
     rest = model.rest_lips.reshape(20, 2)
     predicted = rest + gain * (predicted - rest)
     shaped = gate[:, None, None] * predicted + (1 - gate[:, None, None]) * rest
+    if closure is not None:
+        shaped = closed_lips(shaped, closure)
     w = edge_ramp(n, ramp)[:, None, None]
     return w * shaped + (1 - w) * source_lips
 
@@ -173,7 +216,7 @@ class PlanLips(Operator):
     name = "lips"
     reads = ("faces_uri", "lip_models_uri", "segments", "fps")
     writes = ("lip_targets_uri", "lip_status", "lip_reason", "frames_rerendered", "share_rerendered",
-              "segments.lip_frames_rendered")
+              "segments.lip_frames_rendered", "segments.notes")
     resources = Resources(num_cpus=1, memory_gb=1.0)
     output_schema = RESULT
 
@@ -196,6 +239,8 @@ class PlanLips(Operator):
         dub_spans = [(s["placed_start_s"], s["placed_end_s"]) for s in segments if s.get("fit_uri")]
 
         spans = plan_spans(segments, times, faces, 2 * cfg.ramp_frames + cfg.overlap_frames)
+        tight = cfg.mode == "tight"
+        closures = bilabial_closures(segments, row["lang"]) if tight and cfg.close_bilabials else None
         frames_out, tracks_out, lips_out = [], [], []
         for tid in sorted({sp.track_id for sp in spans}):
             model = models[tid]
@@ -216,7 +261,9 @@ class PlanLips(Operator):
                 source_lips = np.array([geometry.lips_in_face_frame(lm_by_frame[f]) for f in sp.frames])
                 shapes = target_shapes(sp, model, x[offset:offset + n], envelope, source_lips,
                                        cfg.chunk_frames, cfg.overlap_frames, cfg.ramp_frames,
-                                       cfg.tight_gain if cfg.mode == "tight" else 1.0)
+                                       cfg.tight_gain if tight else 1.0,
+                                       None if closures is None else
+                                       closure_weights(times[sp.frames], closures, 1.0 / row["fps"]))
                 offset += n
                 frames_out.append(sp.frames)
                 tracks_out.append(np.full(n, tid, dtype=np.int32))
@@ -237,6 +284,30 @@ class PlanLips(Operator):
                 s["lip_frames_rendered"] = int(sum(int(i) in rendered for i in idx))
         return {**row, "segments": segments, "lip_targets_uri": targets_uri, "lip_status": "rendered",
                 "lip_reason": reason, "frames_rerendered": len(rendered), "share_rerendered": len(rendered) / len(times)}
+
+
+def bilabial_closures(segments: list[dict], lang: str) -> list[tuple[float, float]]:
+    """Video-time spans in which the dub of a line with a visible speaker says /p/, /b/ or /m/.
+
+    Each line's notes say how many closures were found, or why none could be.
+    """
+    closures: list[tuple[float, float]] = []
+    for s in segments:
+        if s.get("speaker_track_id") is None or not s.get("fit_uri"):
+            continue
+        notes = s["notes"] = list(s.get("notes") or [])
+        if not (s.get("target_text") or "").strip():
+            notes.append("lips not closed on bilabials: the line has no text to align its phonemes with")
+            continue
+        with uris.local_copy(s["fit_uri"]) as p:
+            speech = audio.read_mono(p, phonemes.ALIGN_RATE_HZ)
+        found = phonemes.bilabial_spans(s["target_text"], lang, speech)
+        if found is None:
+            notes.append(f"lips not closed on bilabials: espeak-ng, the phoneme aligner, has no voice for {lang!r}")
+            continue
+        closures += [(s["placed_start_s"] + a, s["placed_start_s"] + b) for a, b in found]
+        notes.append(f"lips closed on {len(found)} bilabial{'s' if len(found) != 1 else ''} (/p/ /b/ /m/)")
+    return closures
 
 
 def load_targets(targets_uri: str, start_frame: int = 0, end_frame: int | None = None) -> dict[int, tuple[int, np.ndarray]]:
