@@ -168,13 +168,14 @@ def run(catalog_uri: str, out_dir: str, langs: list[str] | None = None, config: 
     out_dir = uris.absolute(out_dir)
     work_dir = uris.absolute(config.run.work_dir or uris.join(out_dir, "_work"))
 
-    previous = manifest.previous_results(out_dir, work_dir) if config.run.resume else {}
+    # Read even without resume: the manifest is rewritten at the end, and every row this run does not redo stays.
+    previous = manifest.previous_results(out_dir, work_dir)
     kept, todo = [], []
     for row in catalog.to_pylist():
         left = []
         for lang in row["target_langs"]:
             old = previous.get((row["video_id"], lang))
-            if old is not None and manifest.is_done(old):
+            if config.run.resume and old is not None and manifest.is_done(old):
                 kept.append(old)
             else:
                 left.append(lang)

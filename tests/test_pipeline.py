@@ -210,6 +210,28 @@ def test_rerun_does_not_redo_pairs_already_ok(first_run, media, ray_local):
     assert len(manifest.read_manifest(out)) == 9
 
 
+def test_no_resume_redoes_its_rows_and_keeps_every_other_row(ray_local, tmp_path):
+    """`--no-resume` on part of a catalog used to rewrite the manifest from that part alone."""
+    face = dummies.portrait("astronaut")
+    for name in ("a", "b"):
+        dummies.still_video(face, str(tmp_path / f"{name}.mp4"), 2.0, audio_wav=None)   # fails at probe, fast
+    both, one = tmp_path / "both.jsonl", tmp_path / "one.jsonl"
+    both.write_text("".join(json.dumps({"video_id": v, "uri": f"{v}.mp4"}) + "\n" for v in ("a", "b")))
+    one.write_text(json.dumps({"video_id": "a", "uri": "a.mp4"}) + "\n")
+    out = str(tmp_path / "out")
+    run(str(both), out, langs=["es", "de"], config=small_config())
+    assert len(manifest.read_manifest(out)) == 4
+    marker = manifest.marker_uri(os.path.join(out, "_work"), "a", "es")
+    before = os.path.getmtime(marker)
+
+    again = run(str(one), out, langs=["es"], config=small_config(run={"resume": False}))
+
+    assert again.resumed == 0 and [(r["video_id"], r["lang"]) for r in again.results] == [("a", "es")]
+    assert os.path.getmtime(marker) > before
+    assert sorted((r["video_id"], r["lang"]) for r in manifest.read_manifest(out)) == [
+        ("a", "de"), ("a", "es"), ("b", "de"), ("b", "es")]
+
+
 def test_a_video_whose_subtitles_overlap_is_dubbed(ray_local, tmp_path):
     """Source cues 40 ms into each other and a translated cue given twice: tidied, noted, and dubbed."""
     import math
