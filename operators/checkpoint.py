@@ -45,6 +45,21 @@ def fingerprint(row: dict, config: Config, settings: tuple[str, ...], base: str 
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
 
 
+# A result also depends on its replaced lines and its language's subtitles, and on every setting but
+# where and how it runs (`run`, `resources`) and how it is reviewed (`review`, applied again to kept rows).
+RESULT_INPUTS = (*PLAN_INPUTS, "replace_lines")
+RESULT_SETTINGS = tuple(k for k in Config.model_fields if k not in ("run", "resources", "review"))
+
+
+def result_print(row: dict, lang: str, config: Config) -> str:
+    """The fingerprint of one (video, language) result: a kept result whose fingerprint differs is redone."""
+    public = manifest.public(row)
+    data = {"lang": lang, "inputs": {k: public.get(k) for k in RESULT_INPUTS},
+            "subtitles": [t for t in public.get("translations") or [] if t.get("lang") == lang],
+            "settings": {k: getattr(config, k).model_dump(mode="json") for k in RESULT_SETTINGS}}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
 def plan_uri(work_dir: str, video_id: str) -> str:
     return paths.video_work(work_dir, video_id, "plan.parquet")
 

@@ -19,7 +19,10 @@ import pyarrow as pa
 # 5: the shard plan (shards) and frame times; lip targets; speakers (face identities across shots);
 #    the translation route; subtitles as WebVTT (and dual) with timed-text limits; the AI-dubbing
 #    disclosure and C2PA provenance status; the source's SHA-256
-MANIFEST_VERSION = "6"
+# 6: the duration fit's lead, native rate and cuts; face speakers' offsets and lip model kind; the visual
+#    scores; talking photos and replaced lines (ADR)
+# 7: the fingerprint of each result's inputs and settings (a changed one is redone)
+MANIFEST_VERSION = "7"
 
 # Row status. A row without a status is still in flight; the driver marks it
 # ok when it leaves the last operator.
@@ -236,6 +239,7 @@ RESULT_FIELDS = [
     pa.field("result_id", pa.string()),
     pa.field("lang", pa.string()),
     pa.field("manifest_version", pa.string()),
+    pa.field("inputs_fingerprint", pa.string()),   # of the catalog row's inputs and the settings it was made with
     # outputs
     pa.field("video_out_uri", pa.string()),
     pa.field("output_container", pa.string()),     # "mp4", "mov" or "mkv" (operators/formats.py)

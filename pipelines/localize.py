@@ -170,12 +170,15 @@ def run(catalog_uri: str, out_dir: str, langs: list[str] | None = None, config: 
 
     # Read even without resume: the manifest is rewritten at the end, and every row this run does not redo stays.
     previous = manifest.previous_results(out_dir, work_dir)
-    kept, todo = [], []
+    kept, todo, prints = [], [], {}
     for row in catalog.to_pylist():
         left = []
         for lang in row["target_langs"]:
-            old = previous.get((row["video_id"], lang))
-            if config.run.resume and old is not None and manifest.is_done(old):
+            key = row["video_id"], lang
+            prints[key] = checkpoint.result_print(row, lang, config)
+            old = previous.get(key)
+            if (config.run.resume and old is not None and manifest.is_done(old)
+                    and old.get("inputs_fingerprint") == prints[key]):
                 kept.append(old)
             else:
                 left.append(lang)
@@ -189,6 +192,7 @@ def run(catalog_uri: str, out_dir: str, langs: list[str] | None = None, config: 
 
     def finished(row: dict) -> None:
         row["status"] = row["status"] or OK
+        row["inputs_fingerprint"] = prints[row["video_id"], row["lang"]]
         row = review.apply(manifest.public(row), config)
         manifest.write_marker(work_dir, row)
         results.append(row)
@@ -237,7 +241,7 @@ def run(catalog_uri: str, out_dir: str, langs: list[str] | None = None, config: 
         finally:
             if started_ray:
                 ray.shutdown()
-        results = _exactly_once(todo, results, work_dir, config)
+        results = _exactly_once(todo, results, work_dir, config, prints)
 
     done = {(r["video_id"], r["lang"]) for r in results + kept}
     others = [r for key, r in previous.items() if key not in done]
@@ -277,7 +281,8 @@ def _passed(rows: list[dict], schema, ops: list[Operator]):
         yield from batch.to_pylist()
 
 
-def _exactly_once(todo: list[dict], results: list[dict], work_dir: str, config: Config) -> list[dict]:
+def _exactly_once(todo: list[dict], results: list[dict], work_dir: str, config: Config,
+                  prints: dict[tuple[str, str], str]) -> list[dict]:
     """Every pair sent in comes out once: a pair the pipeline did not return becomes a failed row.
 
     Operators never drop rows, so this catches only infrastructure trouble,
@@ -289,7 +294,8 @@ def _exactly_once(todo: list[dict], results: list[dict], work_dir: str, config: 
             if (row["video_id"], lang) not in by_pair:
                 log.error("%s -> %s did not come back from the pipeline", row["video_id"], lang)
                 lost = {**row, "lang": lang, "result_id": result_id(row["video_id"], lang),
-                        "manifest_version": MANIFEST_VERSION, "status": FAILED, "error_stage": "pipeline",
+                        "manifest_version": MANIFEST_VERSION, "inputs_fingerprint": prints[row["video_id"], lang],
+                        "status": FAILED, "error_stage": "pipeline",
                         "error": "the result did not come back from the pipeline (lost worker?); re-run to retry"}
                 lost = review.apply(manifest.public(lost), config)
                 manifest.write_marker(work_dir, lost)

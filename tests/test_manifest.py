@@ -57,10 +57,12 @@ def test_a_pair_the_pipeline_did_not_return_becomes_a_failed_row(tmp_path):
     from pipelines.localize import _exactly_once
 
     todo = [{"video_id": "a", "uri": "/m/a.mp4", "target_langs": ["es", "de"]}]
-    back = _exactly_once(todo, [_row("a", "es"), _row("a", "es")], str(tmp_path), Config())
+    back = _exactly_once(todo, [_row("a", "es"), _row("a", "es")], str(tmp_path), Config(),
+                         {("a", "es"): "p-es", ("a", "de"): "p-de"})
     assert sorted((r["lang"], r["status"], r.get("error_stage")) for r in back) == [
         ("de", "failed", "pipeline"), ("es", "ok", None)]
     lost = next(r for r in back if r["lang"] == "de")
+    assert lost["inputs_fingerprint"] == "p-de"
     assert lost["needs_review"] and lost["review_reasons"][0].startswith("failed at pipeline")
     assert manifest.previous_results(str(tmp_path / "out"), str(tmp_path))["a", "de"]["status"] == "failed"
 
@@ -127,3 +129,29 @@ def test_segment_notes_reach_both_tables_and_an_older_marker_reads_them_null(tmp
     uris.write_bytes(manifest.marker_uri(work, "b", "es"), buf.getvalue())
     found = manifest.previous_results(out, work)["b", "es"]
     assert found["segments"][0]["notes"] is None and found["segments"][0]["target_text"] == "hola"
+
+
+def test_a_result_fingerprint_follows_its_inputs_and_output_settings_only():
+    from operators.checkpoint import result_print
+    from operators.config import Config
+
+    row = {"video_id": "a", "uri": "s3://b/a.mp4?X-Amz-Signature=abc", "source_lang": "en",
+           "translations": [{"lang": "de", "subtitles_uri": "a.de.srt"}, {"lang": "es", "subtitles_uri": "a.es.srt"}]}
+    config = Config()
+    base = result_print(row, "de", config)
+    assert result_print(row, "de", Config()) == base
+    # A presigned URL signed again is the same object.
+    assert result_print({**row, "uri": "s3://b/a.mp4?X-Amz-Signature=xyz"}, "de", config) == base
+    assert result_print(row, "es", config) != base
+    changed_inputs = [{**row, "uri": "s3://b/a-v2.mp4"}, {**row, "source_lang": "fr"},
+                      {**row, "translations": [{"lang": "de", "subtitles_uri": "a.de.v2.srt"}]},
+                      {**row, "replace_lines": [{"start_s": 1.0, "end_s": 2.0, "text": "Hi."}]}]
+    assert all(result_print(r, "de", config) != base for r in changed_inputs)
+    # Another language's subtitles are not this result's input.
+    assert result_print({**row, "translations": row["translations"][:1]}, "de", config) == base
+    for section, values in {"tts": {"backend": "espeak-ng"}, "fit": {"max_speedup": 1.2}, "lips": {"mode": "tight"},
+                            "mix": {"sample_rate_hz": 44100}}.items():
+        assert result_print(row, "de", config.with_overrides(**{section: values})) != base, section
+    # Where and how it runs, and how it is reviewed, do not change what is made.
+    for section, values in {"run": {"resume": False, "num_cpus": 4}, "review": {"max_wer": 0.1}}.items():
+        assert result_print(row, "de", config.with_overrides(**{section: values})) == base, section

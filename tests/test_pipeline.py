@@ -210,6 +210,30 @@ def test_rerun_does_not_redo_pairs_already_ok(first_run, media, ray_local):
     assert len(manifest.read_manifest(out)) == 9
 
 
+def test_a_changed_subtitle_file_is_redone_and_the_rest_kept(first_run, media, ray_local, tmp_path):
+    """The same video_id with a new translated subtitle file for de: de is dubbed again, es and pt are kept."""
+    import shutil
+
+    out, _, _ = first_run
+    d, _ = media
+    copy = str(tmp_path / "out")
+    shutil.copytree(out, copy)
+    shutil.copy(d / "good.de.srt", d / "good.de.v2.srt")
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text(json.dumps({"video_id": "good", "uri": str(d / "good.mp4"), "target_langs": ["es", "de", "pt"],
+                                   "subtitles_uri_de": str(d / "good.de.v2.srt")}) + "\n")
+    before = _by_pair(manifest.read_manifest(copy))
+
+    again = run(str(catalog), copy, config=small_config())
+
+    assert again.resumed == 2
+    assert [(r["video_id"], r["lang"], r["status"]) for r in again.results if r["lang"] == "de"] == [("good", "de", OK)]
+    after = _by_pair(manifest.read_manifest(copy))
+    assert after["good", "de"]["inputs_fingerprint"] != before["good", "de"]["inputs_fingerprint"]
+    assert after["good", "es"]["inputs_fingerprint"] == before["good", "es"]["inputs_fingerprint"]
+    assert len(after) == len(before)
+
+
 def test_no_resume_redoes_its_rows_and_keeps_every_other_row(ray_local, tmp_path):
     """`--no-resume` on part of a catalog used to rewrite the manifest from that part alone."""
     face = dummies.portrait("astronaut")
