@@ -85,6 +85,10 @@ class ASRConfig(_Section):
 class TranslateConfig(_Section):
     backend: str = Field("apertium", description="Machine translation when the catalog has no translated subtitles: "
                          "'apertium', 'none' (subtitles only) or 'module:Class'")
+    alternatives: int = Field(3, ge=0, le=10, description="Other wordings of each line asked of a backend "
+                              "that offers them (an `alternatives` method; Apertium has none): a line that "
+                              "would not fit its time even at fit.max_speedup is spoken in the shortest that "
+                              "fits instead. 0: never")
     pivot_langs: list[str] = Field(
         ["es", "ca", "gl"], description="Pivot languages, best first: a target with no direct pair is reached by "
         "chaining two pairs through the first of these that has both (source->pivot, pivot->target). Apertium's "

@@ -76,11 +76,15 @@ def shard_work(work_dir: str, video_id: str, shard_index: int, name: str) -> str
     return under(work_dir, _safe(video_id), "shards", f"{int(shard_index):04d}", name)
 
 
-def line_audio(work_dir: str, video_id: str, lang: str, line: int, stage: str) -> str:
-    """One dubbed line's audio as a stage left it: stage 'tts' (synthesized) or 'fit' (as placed)."""
+def line_audio(work_dir: str, video_id: str, lang: str, line: int, stage: str, wording: int | None = None) -> str:
+    """One dubbed line's audio as a stage left it: stage 'tts' (synthesized) or 'fit' (as placed).
+
+    `wording` k names the TTS of the line's k-th alternative translation (a shorter one tried for fit).
+    """
     if stage not in ("tts", "fit"):
         raise ValueError(f"unknown line audio stage {stage!r}")
-    return under(work_dir, _safe(video_id), _safe(lang), f"{int(line):04d}.{stage}.wav")
+    alt = "" if wording is None else f".alt{int(wording)}"
+    return under(work_dir, _safe(video_id), _safe(lang), f"{int(line):04d}{alt}.{stage}.wav")
 
 
 def rendered_video(work_dir: str, video_id: str, lang: str, suffix: str = ".mp4") -> str:

@@ -21,7 +21,8 @@ import pyarrow as pa
 #    disclosure and C2PA provenance status; the source's SHA-256
 # 6: the duration fit's lead, native rate and cuts; face speakers' offsets and lip model kind; the visual
 #    scores; talking photos and replaced lines (ADR)
-# 7: the fingerprint of each result's inputs and settings (a changed one is redone)
+# 7: the fingerprint of each result's inputs and settings (a changed one is redone); the translation
+#    backend's other wordings of each line, a shorter one spoken where the line would not fit
 MANIFEST_VERSION = "7"
 
 # Row status. A row without a status is still in flight; the driver marks it
@@ -95,6 +96,7 @@ SEGMENT = pa.struct([
     ("words", pa.list_(WORD)),
     ("notes", pa.list_(pa.string())),             # what the pipeline changed in this line, and why
     ("target_text", pa.string()),
+    ("target_alternatives", pa.list_(pa.string())),  # other wordings the translation backend offered
     ("replacement_audio_uri", pa.string()),       # ADR: a new recording of the line, spoken instead of TTS
     ("tts_uri", pa.string()),                     # raw synthesized speech
     ("tts_duration_s", pa.float64()),

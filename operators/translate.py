@@ -59,7 +59,7 @@ def replaced_lines(row: dict) -> dict:
 class Translate(Operator):
     name = "translate"
     reads = ("segments", "source_lang", "lang", "translations", "replace_lines")
-    writes = ("segments.target_text", "translation_route")
+    writes = ("segments.target_text", "segments.target_alternatives", "translation_route")
     resources = Resources(num_cpus=1, pool=(1, 2))
     output_schema = RESULT
 
@@ -79,6 +79,7 @@ class Translate(Operator):
         segments = row["segments"]
         sidecar = next((t["subtitles_uri"] for t in row.get("translations") or [] if t["lang"] == tgt), None)
         notes: list[tuple[str, ...]] = [() for _ in segments]
+        alternatives: list[list[str]] = [[] for _ in segments]
         if sidecar:
             # Tidied first: a duplicated cue would otherwise be spoken twice in its segment.
             cues = subtitles.tidy_cues(subtitles.read_cues(sidecar), "translated cue")
@@ -93,16 +94,33 @@ class Translate(Operator):
             if not steps:
                 raise NoTranslationRoute(self._no_route(src, tgt))
             texts = self.backend.translate([s["source_text"] for s in segments], src, tgt)
+            alternatives = self._alternatives(segments, src, tgt, texts)
             for a, b in steps:   # a pivot is two models, each with its own version and licence
                 add_model(row, self.name, self.backend.model_info(a, b))
             row["translation_route"] = [f"{a}-{b}" for a, b in steps]
         if len(texts) != len(segments):
             raise RuntimeError(f"translation returned {len(texts)} texts for {len(segments)} segments")
-        row["segments"] = [{**s, "target_text": t.strip(), "notes": [*(s.get("notes") or []), *n]}
-                           for s, t, n in zip(segments, texts, notes)]
+        row["segments"] = [{**s, "target_text": t.strip(), "target_alternatives": alt or None,
+                            "notes": [*(s.get("notes") or []), *n]}
+                           for s, t, n, alt in zip(segments, texts, notes, alternatives)]
         if not any(s["target_text"] for s in row["segments"]):
             raise SkipRow("the translation is empty for every segment")
         return row
+
+    def _alternatives(self, segments: list[dict], src: str, tgt: str, texts: list[str]) -> list[list[str]]:
+        """Each line's other wordings, where the backend offers them: distinct, not empty, not the chosen one."""
+        n = self.config.translate.alternatives
+        offered = getattr(self.backend, "alternatives", None)
+        if not n or offered is None:
+            return [[] for _ in segments]
+        found = offered([s["source_text"] for s in segments], src, tgt, n)
+        if len(found) != len(segments):
+            raise RuntimeError(f"translation alternatives came back for {len(found)} of {len(segments)} segments")
+        out = []
+        for text, alts in zip(texts, found):
+            seen = {text.strip()}
+            out.append([a for a in (x.strip() for x in alts) if a and not (a in seen or seen.add(a))][:n])
+        return out
 
     def _no_route(self, src: str, tgt: str) -> str:
         """Why there is no route, and what would give one."""

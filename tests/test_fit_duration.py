@@ -22,7 +22,8 @@ def _dub(tmp_path, segments, duration_s, **fit):
     config = base.model_copy(update={"fit": base.fit.model_copy(update=fit),
                                      "tts": base.tts.model_copy(update={"backend": "espeak-ng"})})
     row = {"video_id": "v", "lang": "es", "duration_s": duration_s, "status": OK, "segments": [
-        {"segment_id": f"v@{i}", "start_s": a, "end_s": b, "target_text": t} for i, (a, b, t) in enumerate(segments)]}
+        {"segment_id": f"v@{i}", "start_s": a, "end_s": b, "target_text": t, "target_alternatives": alts or None}
+        for i, (a, b, t, *alts) in enumerate(segments)]}
     work, out = str(tmp_path / "work"), str(tmp_path / "out")
     synthesize = Synthesize(config, work, out)
     synthesize.setup()
@@ -69,3 +70,26 @@ def test_without_native_rate_the_line_is_time_stretched_to_the_same_plan(tmp_pat
     assert b["placed_end_s"] == pytest.approx(a["placed_end_s"], abs=0.2)
     speech, _ = audio.read_wav(b["fit_uri"])
     assert np.abs(speech).max() > 0.05
+
+
+SHORT = "Hoy hablamos de la casa roja."
+
+
+def test_a_line_with_no_room_is_spoken_in_a_shorter_wording_that_fits(tmp_path):
+    """The translation backend offered other wordings: the best-ranked shorter one that fits is spoken."""
+    longer = LONG + " Y también del puente."
+    row, config = _dub(tmp_path, [(0.2, 0.9, "Hola."), (1.0, 2.5, LONG, longer, SHORT), (2.55, 3.5, "Adiós.")], 4.0)
+    line = row["segments"][1]
+    assert line["target_text"] == SHORT
+    assert line["target_alternatives"] == [LONG, longer]              # nothing the backend offered is lost
+    assert any(n.startswith(f"shortened to fit its time: {SHORT!r} instead of {LONG!r}") for n in line["notes"])
+    assert line["cut_s"] == 0.0 and line["speech_rate"] <= config.fit.max_speedup
+    assert row["lines_cut"] == 0 and row["lines_over_cap"] == 0
+    assert review.assess(row, config) == []
+
+
+def test_a_line_that_fits_keeps_its_wording(tmp_path):
+    row, _ = _dub(tmp_path, [(1.0, 3.0, LONG, SHORT), (9.0, 9.5, "Sí.")], 10.0)
+    line = row["segments"][0]
+    assert line["target_text"] == LONG and line["target_alternatives"] == [SHORT]
+    assert not any("shortened" in n for n in line.get("notes") or [])

@@ -58,3 +58,43 @@ def test_pivots_can_be_turned_off(tmp_path):
                                                  r"column to the catalog; or allow the pivot es in "
                                                  r"translate.pivot_langs \(en->es and es->pt are installed\)$"):
         op.process_row(_row("pt"))
+
+
+class Reworder:
+    """A translation backend that words each line several ways (as a seq2seq model's n-best would)."""
+
+    def __init__(self, wordings):
+        self.wordings = wordings        # source text -> [best, other, ...]
+
+    def supports(self, src, tgt):
+        return True
+
+    def routes(self):
+        return [("en", "es")]
+
+    def route(self, src, tgt):
+        return [(src, tgt)]
+
+    def translate(self, texts, src, tgt):
+        return [self.wordings[t][0] for t in texts]
+
+    def alternatives(self, texts, src, tgt, n):
+        return [self.wordings[t][1:n + 1] for t in texts]
+
+    def model_info(self, src, tgt):
+        from operators.backends.protocols import ModelInfo
+
+        return ModelInfo(name="reworder", version="1", license="MIT", source="test")
+
+
+def test_a_backend_that_offers_other_wordings_has_them_kept_per_line(tmp_path):
+    backend = Reworder({"The house is red.": ["La casa es roja.", "La casa es roja.", " ", "Casa roja."],
+                        "I drink coffee every morning.": ["Bebo café cada mañana.", "Tomo café cada mañana.",
+                                                          "Tomo café.", "Café cada mañana."]})
+    op = Translate(Config(), str(tmp_path), str(tmp_path), backend=backend)
+    out = op.process_row(_row("es"))
+    # The chosen wording and blanks are dropped, the rest kept best first, up to translate.alternatives (3).
+    assert [s["target_alternatives"] for s in out["segments"]] == [
+        ["Casa roja."], ["Tomo café cada mañana.", "Tomo café.", "Café cada mañana."]]
+    op = Translate(Config.from_dict({"translate": {"alternatives": 0}}), str(tmp_path), str(tmp_path), backend=backend)
+    assert [s["target_alternatives"] for s in op.process_row(_row("es"))["segments"]] == [None, None]

@@ -82,6 +82,11 @@ class TranslationBackend(Protocol):
 
     def model_info(self, source_lang: str, target_lang: str) -> ModelInfo: ...
 
+    # Optional: a backend that can word a line in more than one way (a seq2seq model's n-best, an LLM)
+    # defines `alternatives(texts, source_lang, target_lang, n) -> list[list[str]]`: for each text, up to
+    # n other translations, best first. The duration fit speaks a shorter one where a line would not
+    # fit in its time (operators/synthesize.py).
+
     def routes(self) -> list[tuple[str, str]]:
         """The (source, target) pairs this backend translates directly, for error messages."""
 
