@@ -6,10 +6,12 @@ is the same as `raydub run ...`. Composition only: the media logic lives in oper
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -112,21 +114,36 @@ def apply(ds, op: Operator):
                                                         memory=int(r.memory_gb * 2**30))
     common = dict(batch_format="pyarrow", batch_size=r.batch_size, num_cpus=r.num_cpus,
                   memory=int(r.memory_gb * 2**30))
+    # Bounded: Ray Data's own defaults restart a dead actor and retry its task forever. Ray 2.60 takes
+    # these only as extra remote args (**ray_remote_args), which it marks deprecated (to go in 2.64) with
+    # no named replacement yet: the pin on ray holds them, and the warning is silenced here alone.
+    retries = op.config.run
+    common.update({"max_restarts": retries.max_restarts, "max_task_retries": retries.max_task_retries} if r.pool
+                  else {"max_retries": retries.max_task_retries})
     if r.num_gpus:
         common["num_gpus"] = r.num_gpus
     if r.pool:
         # Named after the operator, so Ray's logs, dashboard and memory warnings say which stage it is.
         actor = type(type(op).__name__, (_OnActor,), {"__module__": __name__})
-        ds = ds.map_batches(actor, fn_constructor_kwargs={"op": op},
-                            compute=ray.data.ActorPoolStrategy(min_size=r.pool[0], max_size=r.pool[1]),
-                            **common)
+        with _remote_args_allowed():
+            ds = ds.map_batches(actor, fn_constructor_kwargs={"op": op},
+                                compute=ray.data.ActorPoolStrategy(min_size=r.pool[0], max_size=r.pool[1]),
+                                **common)
     else:
-        ds = ds.map_batches(op, **common)
+        with _remote_args_allowed():
+            ds = ds.map_batches(op, **common)
     if op.fans_out:
         # The rows of a split come back as one block, and a block is one task for each stage after
         # it: a film's shards would be tracked, and its languages dubbed, one after another.
         ds = ds.repartition(target_num_rows_per_block=1)
     return ds
+
+
+@contextlib.contextmanager
+def _remote_args_allowed():
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        yield
 
 
 def start_ray(config: Config) -> bool:
@@ -203,11 +220,15 @@ def run(catalog_uri: str, out_dir: str, langs: list[str] | None = None, config: 
         started_ray = start_ray(config)
         import ray.data
 
+        broken, phase = None, "plan"
         try:
             ctx = ray.data.DataContext.get_current()
             ctx.enable_progress_bars = False
             ctx.verbose_stats_logs = False
             ctx.print_on_execution_start = False
+            # A block whose task failed past its retries (its worker died) is dropped, not the whole
+            # pass: each block is one row, and the pairs that do not come back become failed rows.
+            ctx.max_errored_blocks = -1
 
             # PLAN: probe, shots, shard plan; videos planned by an earlier run with the same inputs are kept.
             t0 = time.perf_counter()
@@ -225,7 +246,7 @@ def run(catalog_uri: str, out_dir: str, langs: list[str] | None = None, config: 
             phase_s["plan"] = time.perf_counter() - t0
 
             # ANALYZE: one row per shard still to analyse, spread over every worker.
-            t0 = time.perf_counter()
+            t0, phase = time.perf_counter(), "analyze"
             shards_done = 0
             for shard in _passed(ready, catalog.schema, ops["analyze"]):
                 shards_done += 1
@@ -234,14 +255,20 @@ def run(catalog_uri: str, out_dir: str, langs: list[str] | None = None, config: 
             phase_s["analyze"] = time.perf_counter() - t0
 
             # MERGE per video, then LOCALIZE per (video, language).
-            t0 = time.perf_counter()
+            t0, phase = time.perf_counter(), "localize"
             for row in _passed(ready, catalog.schema, ops["localize"]):
                 finished(row)
             phase_s["localize"] = time.perf_counter() - t0
+        except Exception as e:
+            # Ray ended a pass (a lost head, an error past every retry): every result that finished is
+            # already in its marker and stays; the rest become failed rows with this reason.
+            broken = (f"the {phase} pass ended before this result: {type(e).__name__}: "
+                      f"{uris.redact_text(str(e))[:300]}; re-run to retry")
+            log.error("%s", broken)
         finally:
             if started_ray:
                 ray.shutdown()
-        results = _exactly_once(todo, results, work_dir, config, prints)
+        results = _exactly_once(todo, results, work_dir, config, prints, broken)
 
     done = {(r["video_id"], r["lang"]) for r in results + kept}
     others = [r for key, r in previous.items() if key not in done]
@@ -282,7 +309,7 @@ def _passed(rows: list[dict], schema, ops: list[Operator]):
 
 
 def _exactly_once(todo: list[dict], results: list[dict], work_dir: str, config: Config,
-                  prints: dict[tuple[str, str], str]) -> list[dict]:
+                  prints: dict[tuple[str, str], str], broken: str | None = None) -> list[dict]:
     """Every pair sent in comes out once: a pair the pipeline did not return becomes a failed row.
 
     Operators never drop rows, so this catches only infrastructure trouble,
@@ -296,7 +323,9 @@ def _exactly_once(todo: list[dict], results: list[dict], work_dir: str, config: 
                 lost = {**row, "lang": lang, "result_id": result_id(row["video_id"], lang),
                         "manifest_version": MANIFEST_VERSION, "inputs_fingerprint": prints[row["video_id"], lang],
                         "status": FAILED, "error_stage": "pipeline",
-                        "error": "the result did not come back from the pipeline (lost worker?); re-run to retry"}
+                        "error": broken or ("the result did not come back from the pipeline: a worker it ran on "
+                                            f"died more than run.max_task_retries ({config.run.max_task_retries}) "
+                                            "times (out of memory? see the Ray logs); re-run to retry")}
                 lost = review.apply(manifest.public(lost), config)
                 manifest.write_marker(work_dir, lost)
                 by_pair[row["video_id"], lang] = lost
