@@ -9,6 +9,7 @@ from operators import languages, uri as uris
 from operators.base import MissingDependency
 from operators.catalog import CatalogError, load_catalog, parse_langs
 from operators.config import Config, ConfigError, defaults_toml
+from operators.lock import OutInUse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             return _report(args)
         return _run(args)
-    except (CatalogError, ConfigError, MissingDependency) as e:
+    except (CatalogError, ConfigError, MissingDependency, OutInUse) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -26,6 +26,7 @@ from operators.config import Config
 from operators.expand import ExpandLanguages
 from operators.fit_duration import FitDuration
 from operators.lip_model import FitLipModel
+from operators.lock import OutLock
 from operators.merge_shards import MergeShards
 from operators.mix import Mix
 from operators.mux import Mux
@@ -184,7 +185,14 @@ def run(catalog_uri: str, out_dir: str, langs: list[str] | None = None, config: 
     catalog = load_catalog(catalog_uri, default_langs=langs)
     out_dir = uris.absolute(out_dir)
     work_dir = uris.absolute(config.run.work_dir or uris.join(out_dir, "_work"))
+    # One job per OUT: a second one is refused here, before it reads or writes anything.
+    with OutLock(out_dir):
+        return _run_holding_out(catalog, out_dir, work_dir, config, backends, on_result, on_shard, started)
 
+
+def _run_holding_out(catalog, out_dir: str, work_dir: str, config: Config, backends, on_result, on_shard,
+                     started: float) -> Summary:
+    """`run`, once this job holds OUT."""
     # Read even without resume: the manifest is rewritten at the end, and every row this run does not redo stays.
     previous = manifest.previous_results(out_dir, work_dir)
     kept, todo, prints = [], [], {}

@@ -71,3 +71,17 @@ def test_a_catalog_on_s3_dubs_into_s3(s3, ray_local, tmp_path):
     assert main(["report", out, "--html", str(page)]) == 0
     assert "id='summary'" in page.read_text() and "s3://raydub-test/out" in page.read_text()
     assert report.frame_strip_png(manifest.read_manifest(out)[0]).startswith(b"\x89PNG")
+
+
+def test_two_jobs_on_one_s3_out_the_second_is_refused(s3, tmp_path):
+    from operators.lock import LOCK_NAME, OutInUse, OutLock
+
+    with OutLock("s3://raydub-test/locked"):
+        assert s3.exists(f"raydub-test/locked/{LOCK_NAME}")
+        with pytest.raises(OutInUse, match=r"^s3://raydub-test/locked is in use by another raydub job"):
+            catalog = tmp_path / "catalog.jsonl"
+            catalog.write_text(json.dumps({"video_id": "a", "uri": "a.mp4", "target_langs": ["es"]}) + "\n")
+            run(str(catalog), "s3://raydub-test/locked")
+        with OutLock("s3://raydub-test/locked-too"):                     # another prefix of the bucket is free
+            pass
+    assert not s3.exists(f"raydub-test/locked/{LOCK_NAME}")
