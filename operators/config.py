@@ -34,6 +34,10 @@ class RunConfig(_Section):
         None, ge=1, description="CPUs of the embedded local Ray; unset uses max(2 x cores, 8) so every stage's actors and tasks fit at once")
     progress: bool = Field(True, description="Show a progress bar and per-result lines")
     resume: bool = Field(True, description="Skip (video, language) pairs already ok in OUT with outputs present")
+    reachable_resources: dict[str, float] | None = Field(
+        None, description="What an autoscaling cluster can grow to, e.g. {CPU = 512, GPU = 16, memory = "
+        "2e12} (memory in bytes): the start-up check that every pass's pool minimums fit compares with "
+        "this. Unset: what the cluster has when the job starts")
     max_restarts: int = Field(3, ge=0, description="A pool worker (actor) that dies, killed out of memory or with "
                               "its node, is started again this many times, then the stage goes on with the rest")
     max_task_retries: int = Field(2, ge=0, description="A row whose worker died is tried again this many times; "

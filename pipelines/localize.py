@@ -20,9 +20,9 @@ import pyarrow as pa
 
 from operators import checkpoint, manifest, review
 from operators import uri as uris
-from operators.base import Operator
+from operators.base import Operator, Resources
 from operators.catalog import load_catalog
-from operators.config import Config
+from operators.config import Config, ConfigError
 from operators.expand import ExpandLanguages
 from operators.fit_duration import FitDuration
 from operators.lip_model import FitLipModel
@@ -147,6 +147,47 @@ def _remote_args_allowed():
         yield
 
 
+def pass_needs(ops: list[Operator]) -> dict[str, float]:
+    """What one pass must have to start and go on: every pool's minimum actors at once, and room beside them
+    for the largest task of its task stages (Ray Data waits, without end, for a pool minimum it cannot place)."""
+    pools = [op.resources for op in ops if op.resources.pool]
+    tasks = [op.resources for op in ops if not op.resources.pool] or [Resources(num_cpus=0, memory_gb=0)]
+
+    def need(field) -> float:
+        return sum(r.pool[0] * field(r) for r in pools) + max(field(r) for r in tasks)
+
+    return {"CPU": need(lambda r: r.num_cpus), "GPU": need(lambda r: r.num_gpus),
+            "memory": need(lambda r: r.memory_gb * 2**30)}
+
+
+_FIELD = {"CPU": "num_cpus", "GPU": "num_gpus", "memory": "memory_gb"}
+
+
+def _amount(kind: str, x: float) -> str:
+    return f"{x / 2**30:.1f} GiB" if kind == "memory" else f"{x:g}"
+
+
+def check_pools_fit(ops: dict[str, list[Operator]], config: Config) -> None:
+    """Fail now, naming the stages to change, where a pass could never start on this cluster (it would hang)."""
+    import ray
+
+    have = dict(config.run.reachable_resources or ray.cluster_resources())
+    for phase, phase_ops in ops.items():
+        for kind, needed in pass_needs(phase_ops).items():
+            if needed <= have.get(kind, 0.0) + 1e-9:
+                continue
+            field = _FIELD[kind]
+            scale = 2**30 if kind == "memory" else 1
+            pools = [f"{op.name} {op.resources.pool[0]} x {_amount(kind, getattr(op.resources, field) * scale)}"
+                     for op in phase_ops if op.resources.pool and getattr(op.resources, field)]
+            raise ConfigError(
+                f"the {phase} pass needs {_amount(kind, needed)} {kind} to start (pool minimums: "
+                f"{', '.join(pools) or 'none'}; plus its largest task) but the cluster has "
+                f"{_amount(kind, have.get(kind, 0.0))}: lower those stages' resources.<stage>.pool minimum or "
+                f"{field}, add nodes, or, for an autoscaling cluster, set run.reachable_resources to what it "
+                f"can grow to")
+
+
 def start_ray(config: Config) -> bool:
     """Join the configured cluster, or start an embedded local Ray. True if this call started it."""
     if not config.run.ray_address and "ray" not in sys.modules:
@@ -227,6 +268,13 @@ def _run_holding_out(catalog, out_dir: str, work_dir: str, config: Config, backe
     if todo:
         started_ray = start_ray(config)
         import ray.data
+
+        try:
+            check_pools_fit(ops, config)
+        except ConfigError:
+            if started_ray:
+                ray.shutdown()
+            raise
 
         broken, phase = None, "plan"
         try:

@@ -110,3 +110,24 @@ def test_a_pass_that_ray_ends_keeps_what_finished_and_fails_the_rest_with_the_re
         assert (good["status"], good["error_stage"]) == (FAILED, "pipeline")
         assert good["error"].startswith("the localize pass ended before this result: ")
         assert good["error"].endswith("; re-run to retry")
+
+
+def test_pools_that_cannot_start_on_this_cluster_fail_at_once_naming_the_stages(ray_local, tmp_path):
+    """A pool minimum that needs GPUs a CPU cluster lacks used to leave the job waiting forever."""
+    from operators.config import ConfigError
+
+    dummies.still_video(dummies.portrait("astronaut"), str(tmp_path / "a.mp4"), 2.0, audio_wav=None)
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text(json.dumps({"video_id": "a", "uri": "a.mp4"}) + "\n")
+    config = small_config()
+    gpu = config.with_overrides(resources={**{k: v.model_dump() for k, v in config.resources.items()},
+                                           "transcribe": {"num_cpus": 0.2, "num_gpus": 0.5, "pool": (2, 4)}})
+    with pytest.raises(ConfigError) as e:
+        run(str(catalog), str(tmp_path / "out"), langs=["es"], config=gpu)
+    assert str(e.value).startswith("the analyze pass needs 1 GPU to start (pool minimums: transcribe 2 x 0.5; "
+                                   "plus its largest task) but the cluster has 0:")
+    # Told that an autoscaling cluster can grow to a GPU, the check passes.
+    from pipelines.localize import build_operators, check_pools_fit
+
+    reachable = gpu.with_overrides(run={"reachable_resources": {"CPU": 2, "GPU": 1, "memory": 8 * 2**30}})
+    check_pools_fit(build_operators(reachable, str(tmp_path / "w"), str(tmp_path / "o")), reachable)
