@@ -33,6 +33,9 @@ class RunConfig(_Section):
     num_cpus: int | None = Field(
         None, ge=1, description="CPUs of the embedded local Ray; unset uses max(2 x cores, 8) so every stage's actors and tasks fit at once")
     progress: bool = Field(True, description="Show a progress bar and per-result lines")
+    log_every_s: float = Field(60.0, ge=0.0, description="Log the job's counts (phase, videos planned, shards "
+                               "analysed, results ok/failed/skipped) this often, to the job log when stderr "
+                               "is not a terminal (under `ray job submit`); 0: never")
     resume: bool = Field(True, description="Skip (video, language) pairs already ok in OUT with outputs present")
     reachable_resources: dict[str, float] | None = Field(
         None, description="What an autoscaling cluster can grow to, e.g. {CPU = 512, GPU = 16, memory = "

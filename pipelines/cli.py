@@ -162,6 +162,14 @@ def _run(args) -> int:
     langs = parse_langs(args.langs)
     console = Console(stderr=True)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not sys.stderr.isatty() and not args.quiet:
+        # A job log (`ray job submit`, a pipe): the counts every run.log_every_s, with the time.
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s raydub: %(message)s", "%Y-%m-%d %H:%M:%S"))
+        status = logging.getLogger("raydub.progress")
+        status.setLevel(logging.INFO)
+        status.addHandler(handler)
+        status.propagate = False
     show = config.run.progress and not args.quiet
     progress = Progress(TextColumn("[bold]dubbing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TextColumn("{task.description}"), console=console, disable=not show)

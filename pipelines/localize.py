@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import time
 import warnings
 from collections import Counter
@@ -35,7 +36,7 @@ from operators.probe import ProbeMedia
 from operators.plan_lips import PlanLips
 from operators.render import RenderLips
 from operators.save_shard import SaveShard
-from operators.schema import FAILED, MANIFEST_VERSION, OK, VIDEO, conform, result_id
+from operators.schema import FAILED, MANIFEST_VERSION, OK, SKIPPED, VIDEO, conform, result_id
 from operators.score import Score
 from operators.shots import DetectShots
 from operators.split_render import SplitRender
@@ -48,6 +49,7 @@ from operators.transcribe import Transcribe
 from operators.translate import Translate
 
 log = logging.getLogger("raydub")
+progress_log = logging.getLogger("raydub.progress")
 
 # The phases, each one Ray Data pass whose rows are checkpointed in the work dir (operators/checkpoint.py):
 # a killed job resumes from the last finished phase, and inside it from the finished shards.
@@ -255,6 +257,7 @@ def _run_holding_out(catalog, out_dir: str, work_dir: str, config: Config, backe
 
     results: list[dict] = []
     phase_s: dict[str, float] = {}
+    status = JobStatus(total=total, kept=len(kept), videos=len(todo))
 
     def finished(row: dict) -> None:
         row["status"] = row["status"] or OK
@@ -262,10 +265,12 @@ def _run_holding_out(catalog, out_dir: str, work_dir: str, config: Config, backe
         row = review.apply(manifest.public(row), config)
         manifest.write_marker(work_dir, row)
         results.append(row)
+        status.results[row["status"]] += 1
         if on_result:
             on_result(row, len(results), total)
 
     if todo:
+        status.start(config.run.log_every_s)
         started_ray = start_ray(config)
         import ray.data
 
@@ -291,7 +296,9 @@ def _run_holding_out(catalog, out_dir: str, work_dir: str, config: Config, backe
             planned = _kept_plans(todo, work_dir, config)
             to_plan = [r for r in todo if r["video_id"] not in planned]
             expand = ops["localize"][len(MERGE)]
+            status.phase, status.planned = "plan", len(planned)
             for row in _passed(to_plan, catalog.schema, ops["plan"]):
+                status.planned += 1
                 if row["status"] in (FAILED, "skipped"):
                     # Failed before analysis: each of its languages gets the reason now.
                     for result in expand(conform([row], VIDEO)).to_pylist():
@@ -303,15 +310,16 @@ def _run_holding_out(catalog, out_dir: str, work_dir: str, config: Config, backe
 
             # ANALYZE: one row per shard still to analyse, spread over every worker.
             t0, phase = time.perf_counter(), "analyze"
-            shards_done = 0
+            status.phase, shards_done = phase, 0
             for shard in _passed(ready, catalog.schema, ops["analyze"]):
-                shards_done += 1
+                shards_done = status.shards = shards_done + 1
                 if on_shard:
                     on_shard(shard, shards_done, None)
             phase_s["analyze"] = time.perf_counter() - t0
 
             # MERGE per video, then LOCALIZE per (video, language).
             t0, phase = time.perf_counter(), "localize"
+            status.phase = phase
             for row in _passed(ready, catalog.schema, ops["localize"]):
                 finished(row)
             phase_s["localize"] = time.perf_counter() - t0
@@ -322,6 +330,7 @@ def _run_holding_out(catalog, out_dir: str, work_dir: str, config: Config, backe
                       f"{uris.redact_text(str(e))[:300]}; re-run to retry")
             log.error("%s", broken)
         finally:
+            status.stop()
             if started_ray:
                 ray.shutdown()
         results = _exactly_once(todo, results, work_dir, config, prints, broken)
@@ -337,6 +346,39 @@ def _run_holding_out(catalog, out_dir: str, work_dir: str, config: Config, backe
     for r in summary.results:
         summary.counts.setdefault(r["lang"], Counter())[r["status"]] += 1
     return summary
+
+
+@dataclass
+class JobStatus:
+    """Counts the driver keeps as the job runs, logged every run.log_every_s to the job log ("raydub.progress")."""
+    total: int                          # (video, language) pairs this run does
+    kept: int                           # pairs kept from earlier runs
+    videos: int
+    phase: str = "starting"
+    planned: int = 0
+    shards: int = 0
+    results: Counter = field(default_factory=Counter)
+    started: float = field(default_factory=time.perf_counter)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def line(self) -> str:
+        done = sum(self.results.values())
+        return (f"{self.phase}: {self.planned}/{self.videos} videos planned, {self.shards} shards analysed, "
+                f"{done}/{self.total} results ({self.results[OK]} ok, {self.results[FAILED]} failed, "
+                f"{self.results[SKIPPED]} skipped), {self.kept} kept from earlier runs, "
+                f"{time.perf_counter() - self.started:.0f} s")
+
+    def start(self, every_s: float) -> None:
+        if every_s > 0:
+            threading.Thread(target=self._log, args=(every_s,), name="raydub-status", daemon=True).start()
+
+    def _log(self, every_s: float) -> None:
+        while not self._stop.wait(every_s):
+            progress_log.info("%s", self.line())
+
+    def stop(self) -> None:
+        self._stop.set()
+        progress_log.info("%s", self.line().replace(f"{self.phase}:", "done:", 1))
 
 
 def _kept_plans(todo: list[dict], work_dir: str, config: Config) -> set[str]:

@@ -303,3 +303,21 @@ def test_a_video_whose_subtitles_overlap_is_dubbed(ray_local, tmp_path):
         ["The house is red.", "Das Haus ist rot."], ["I drink coffee.", "Ich trinke Kaffee."]]
     assert (result["subtitle_cues"], result["subtitle_lines_split"], result["subtitle_issues"]) == (2, 0, [])
     assert set(result["subtitle_cues_over_limits"].values()) == {0}
+
+
+def test_the_job_log_gets_the_counts_at_a_steady_interval(ray_local, tmp_path, caplog):
+    import logging
+
+    face = dummies.portrait("astronaut")
+    for name in ("a", "b"):
+        dummies.still_video(face, str(tmp_path / f"{name}.mp4"), 2.0, audio_wav=None)   # fails at probe, fast
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text(json.dumps({"video_id": "a", "uri": "a.mp4", "target_langs": ["es"]}) + "\n"
+                       + json.dumps({"video_id": "b", "uri": "b.mp4", "target_langs": ["es", "de"]}) + "\n")
+    with caplog.at_level(logging.INFO, logger="raydub.progress"):
+        run(str(catalog), str(tmp_path / "out"), config=small_config(run={"log_every_s": 0.2}))
+    lines = [r.getMessage() for r in caplog.records if r.name == "raydub.progress"]
+    assert len(lines) >= 3
+    assert lines[-1].startswith("done: 2/2 videos planned, 0 shards analysed, 3/3 results (0 ok, 3 failed, "
+                                "0 skipped), 0 kept from earlier runs, ")
+    assert {line.split(":")[0] for line in lines} >= {"plan", "done"}
