@@ -340,12 +340,35 @@ def _run_holding_out(catalog, out_dir: str, work_dir: str, config: Config, backe
     # Kept results are assessed again: thresholds may have changed since they were made.
     kept = [review.apply(r, config) for r in kept]
     manifest.write_manifest(out_dir, kept + results + others)
+    prove_exactly_once(out_dir, prints)
     summary = Summary(out_dir=out_dir, manifest_uri=uris.join(out_dir, "manifest"),
                       results=kept + results, resumed=len(kept), wall_s=time.perf_counter() - started,
                       phase_s=phase_s)
     for r in summary.results:
         summary.counts.setdefault(r["lang"], Counter())[r["status"]] += 1
     return summary
+
+
+def prove_exactly_once(out_dir: str, pairs: dict[tuple[str, str], str]) -> None:
+    """Read the written manifest's keys back: one row per (video, language) of the catalog, or an error.
+
+    The proof, in counts, goes to the job log; a manifest that fails it raises.
+    """
+    import pyarrow.dataset as ds
+
+    fs, root = uris.filesystem(uris.join(out_dir, "manifest"))
+    table = ds.dataset(root, filesystem=fs, format="parquet", partitioning="hive").to_table(
+        columns=["video_id", "lang"])
+    rows = Counter(zip(table.column("video_id").to_pylist(), map(str, table.column("lang").to_pylist())))
+    missing = [p for p in pairs if rows[p] == 0]
+    doubled = [p for p, n in rows.items() if n > 1]
+    others = sum(1 for p in rows if p not in pairs)
+    proof = (f"exactly once: the catalog has {len(pairs)} (video, language) pairs, the manifest "
+             f"{table.num_rows} rows: {len(pairs) - len(missing)} of the catalog's, {others} of earlier catalogs; "
+             f"{len(missing)} missing, {len(doubled)} doubled")
+    if missing or doubled:
+        raise RuntimeError(f"{proof}: {(missing + doubled)[:5]}")
+    progress_log.info("%s", proof)
 
 
 @dataclass
