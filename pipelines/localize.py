@@ -253,6 +253,7 @@ def _run_holding_out(catalog, out_dir: str, work_dir: str, config: Config, backe
         if left:
             todo.append({**row, "target_langs": left})
     total = sum(len(r["target_langs"]) for r in todo)
+    mark_redoing(todo, previous, work_dir)
     ops = build_operators(config, work_dir, out_dir, backends)
 
     results: list[dict] = []
@@ -402,6 +403,22 @@ class JobStatus:
     def stop(self) -> None:
         self._stop.set()
         progress_log.info("%s", self.line().replace(f"{self.phase}:", "done:", 1))
+
+
+REDOING = "this result was being made again by a job that stopped before it finished (its outputs may be " \
+          "half replaced); re-run to make it"
+
+
+def mark_redoing(todo: list[dict], previous: dict[tuple[str, str], dict], work_dir: str) -> None:
+    """Before an ok result is made again, its marker says so: a job killed half-way through it (a new dub
+    track beside the old video) leaves a result that the next run redoes, never the old ok row."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    stale = [previous[r["video_id"], lang] for r in todo for lang in r["target_langs"]
+             if previous.get((r["video_id"], lang), {}).get("status") == OK]
+    redoing = [{**row, "status": FAILED, "error_stage": "pipeline", "error": REDOING} for row in stale]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(lambda row: manifest.write_marker(work_dir, row), redoing))
 
 
 def _kept_plans(todo: list[dict], work_dir: str, config: Config) -> set[str]:

@@ -155,3 +155,21 @@ def test_a_result_fingerprint_follows_its_inputs_and_output_settings_only():
     # Where and how it runs, and how it is reviewed, do not change what is made.
     for section, values in {"run": {"resume": False, "num_cpus": 4}, "review": {"max_wer": 0.1}}.items():
         assert result_print(row, "de", config.with_overrides(**{section: values})) == base, section
+
+
+def test_an_ok_result_being_made_again_is_marked_so_until_it_is(tmp_path):
+    """A job killed while it redoes a pair must not leave the old ok row to be kept by the next run."""
+    from pipelines.localize import REDOING, mark_redoing
+
+    work = str(tmp_path / "work")
+    video = tmp_path / "a.es.mp4"
+    video.write_bytes(b"x")
+    old = {**_row("a", "es"), **{c: str(video) for c in manifest.OUTPUT_COLUMNS}}
+    manifest.write_marker(work, old)
+    found = manifest.previous_results(str(tmp_path / "out"), work)
+    assert manifest.is_done(found["a", "es"])
+    mark_redoing([{"video_id": "a", "target_langs": ["es", "de"]}], found, work)
+    again = manifest.previous_results(str(tmp_path / "out"), work)
+    assert (again["a", "es"]["status"], again["a", "es"]["error"]) == ("failed", REDOING)
+    assert not manifest.is_done(again["a", "es"])
+    assert ("a", "de") not in again
