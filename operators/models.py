@@ -472,9 +472,9 @@ def _from_fsspec(name: str) -> ResolvedModel:
         return cached
 
     def copy(dest: Path) -> tuple[ModelInfo, str]:
-        import fsspec
+        from operators import uri as uris
 
-        fs, root = fsspec.core.url_to_fs(name)   # raises ImportError without s3fs
+        fs, root = uris.filesystem(name)   # raises ImportError without s3fs
         file = ""
         if fs.isdir(root):
             fs.get(root.rstrip("/") + "/", str(dest), recursive=True)

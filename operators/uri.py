@@ -95,8 +95,21 @@ def parent(uri: str) -> str:
     return uri.rsplit("/", 1)[0]
 
 
+# A transient object-store error (a throttle, a dropped connection, the endpoint away for some seconds)
+# is retried by botocore, with exponential backoff and jitter ("standard" mode, at most 20 s between
+# tries), up to this many calls in all: a minute or so. AWS_MAX_ATTEMPTS / AWS_RETRY_MODE override it.
+S3_MAX_ATTEMPTS = 10
+
+
+def _storage_options(uri: str) -> dict:
+    if not uri.startswith(("s3://", "s3a://")) or "AWS_MAX_ATTEMPTS" in os.environ:
+        return {}
+    mode = os.environ.get("AWS_RETRY_MODE", "standard")
+    return {"config_kwargs": {"retries": {"max_attempts": S3_MAX_ATTEMPTS, "mode": mode}}}
+
+
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    fs, path = fsspec.core.url_to_fs(uri)
+    fs, path = fsspec.core.url_to_fs(uri, **_storage_options(uri))
     return fs, path
 
 

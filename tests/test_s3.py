@@ -12,34 +12,44 @@ import pytest
 from catalogs import dummies
 from operators import manifest
 from pipelines.localize import run
-from tests.conftest import S3_PORT, small_config
+from tests.conftest import S3_PORT, _free_port, small_config
+from tests.outage import Outage
 
 pytest.importorskip("s3fs")
 pytest.importorskip("moto")
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory):
+def endpoint(tmp_path_factory):
+    """The moto server, behind a forwarder on the endpoint the whole session uses (S3_PORT) that can go down."""
     log = tmp_path_factory.mktemp("moto") / "moto.log"
+    moto_port = _free_port()
     server = os.path.join(os.path.dirname(sys.executable), "moto_server")
-    proc = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(S3_PORT)],
+    proc = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(moto_port)],
                             stdout=open(log, "w"), stderr=subprocess.STDOUT)
     for _ in range(60):
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{S3_PORT}/", timeout=1)
+            urllib.request.urlopen(f"http://127.0.0.1:{moto_port}/", timeout=1)
             break
         except OSError:
             time.sleep(0.5)
     else:
         proc.terminate()
         pytest.fail("moto server did not start: " + log.read_text()[-1000:])
+    outage = Outage(S3_PORT, moto_port)
+    yield outage
+    outage.close()
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def s3(endpoint):
     import s3fs
 
     fs = s3fs.S3FileSystem()
     fs.mkdir("raydub-test")
-    yield fs
-    proc.terminate()
-    proc.wait(timeout=30)
+    return fs
 
 
 def test_a_catalog_on_s3_dubs_into_s3(s3, ray_local, tmp_path):
@@ -85,3 +95,53 @@ def test_two_jobs_on_one_s3_out_the_second_is_refused(s3, tmp_path):
         with OutLock("s3://raydub-test/locked-too"):                     # another prefix of the bucket is free
             pass
     assert not s3.exists(f"raydub-test/locked/{LOCK_NAME}")
+
+
+def test_the_endpoint_away_for_seconds_loses_nothing(s3, endpoint):
+    """Reads and writes wait the outage out (botocore's retries with backoff), on the driver as on workers."""
+    import threading
+
+    from operators import uri as uris
+
+    uris.write_bytes("s3://raydub-test/outage/before.txt", b"before")
+    endpoint.down(4.0)
+    started = time.monotonic()
+    done = {}
+
+    def io():
+        uris.write_bytes("s3://raydub-test/outage/during.txt", b"during")
+        done["read"] = uris.read_bytes("s3://raydub-test/outage/before.txt")
+
+    worker = threading.Thread(target=io)
+    worker.start()
+    worker.join(timeout=120)
+    waited = time.monotonic() - started
+    assert done.get("read") == b"before"
+    assert uris.read_bytes("s3://raydub-test/outage/during.txt") == b"during"
+    assert waited >= 3.0                          # it did wait for the endpoint to come back
+
+
+def test_a_job_whose_endpoint_goes_away_mid_job_loses_nothing(s3, endpoint, ray_local, tmp_path):
+    import threading
+
+    speech = str(tmp_path / "s.wav")
+    dummies.speech_track([(0.5, "The house is red.")], 3.0, speech)
+    dummies.still_video(dummies.portrait(), str(tmp_path / "b.mp4"), 3.0, audio_wav=speech)
+    s3.put_file(str(tmp_path / "b.mp4"), "raydub-test/outage-job/media/b.mp4")
+    s3.pipe_file("raydub-test/outage-job/catalog.jsonl",
+                 (json.dumps({"video_id": "b", "uri": "media/b.mp4", "target_langs": ["es", "pt"]}) + "\n").encode())
+    outages = [threading.Timer(t, endpoint.down, args=(4.0,)) for t in (12.0, 40.0)]
+    for timer in outages:
+        timer.start()
+    try:
+        summary = run("s3://raydub-test/outage-job/catalog.jsonl", "s3://raydub-test/outage-job/out",
+                      config=small_config(lips={"enabled": False}))
+    finally:
+        for timer in outages:
+            timer.cancel()
+    assert summary.wall_s > 44                  # both outages fell inside the job
+    assert [(r["lang"], r["status"], r["error"]) for r in sorted(summary.results, key=lambda r: r["lang"])] == [
+        ("es", "ok", None), ("pt", "ok", None)]
+    rows = manifest.read_manifest("s3://raydub-test/outage-job/out")
+    assert sorted(r["lang"] for r in rows) == ["es", "pt"]
+    assert all(s3.exists(r["video_out_uri"]) for r in rows)
