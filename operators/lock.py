@@ -25,9 +25,10 @@ import time
 import uuid
 from datetime import datetime, timezone
 
+from operators import paths
 from operators import uri as uris
 
-LOCK_NAME = "_lock.json"
+LOCK_NAME = "_lock.json"     # paths.out_lock
 log = logging.getLogger("raydub")
 
 
@@ -46,7 +47,7 @@ def _age_s(stamp: str) -> float:
 class OutLock:
     def __init__(self, out_dir: str, *, stale_after_s: float = 300.0, heartbeat_s: float = 30.0,
                  settle_s: float | None = None):
-        self.uri = uris.join(out_dir, LOCK_NAME)
+        self.uri = paths.out_lock(out_dir)
         self.out_dir = out_dir
         self.stale_after_s, self.heartbeat_s = stale_after_s, heartbeat_s
         # A local write is seen at once; an object store's after a round trip or two.

@@ -3,7 +3,7 @@
 While a run goes on, each finished result is written as a one-row marker
 under WORK/_results/ the moment it leaves the pipeline, so nothing finished
 is lost if the job dies; the manifest is rebuilt from the markers at the
-end. A re-run reads the markers (or, without them, the manifest) and skips
+end, and the markers are then removed (the manifest holds them). A re-run reads the markers (or, without them, the manifest) and skips
 pairs that are ok and whose outputs still exist.
 
     OUT/manifest/lang=<lang>/part-0.parquet   results (schema RESULT)
@@ -21,6 +21,7 @@ from operators import paths
 from operators import uri as uris
 from operators.schema import MANIFEST_VERSION, OK, RESULT, SEGMENT_ROW, conform
 
+MARKER_BATCH = 500
 OUTPUT_COLUMNS = ("video_out_uri", "dub_audio_uri", "subtitles_out_uri", "subtitles_vtt_uri")
 # Outputs written only when a setting asks for them: where the row names one, it must still be there.
 OPTIONAL_OUTPUT_COLUMNS = ("subtitles_dual_uri",)
@@ -64,11 +65,27 @@ def read_markers(work_dir: str) -> list[dict]:
     if not fs.exists(root):
         return []
     rows = []
-    for path in sorted(fs.glob(f"{root}/*/*.parquet")):
-        with fs.open(path, "rb") as f:
-            rows.extend(pq.read_table(f).to_pylist())
+    paths = sorted(fs.glob(f"{root}/*/*.parquet"))
+    # One request per marker, side by side (s3fs fetches a list of keys concurrently), a batch at a time.
+    for i in range(0, len(paths), MARKER_BATCH):
+        batch = paths[i:i + MARKER_BATCH]
+        data = fs.cat(batch)
+        for path in batch:
+            rows.extend(pq.read_table(io.BytesIO(data[path])).to_pylist())
     # An older manifest version's columns are conformed (new ones null); is_done then redoes those rows.
     return conform(rows, RESULT).to_pylist()
+
+
+def clear_markers(work_dir: str) -> int:
+    """Remove every result marker, once the manifest holds their rows: a resume then reads the manifest's
+    few files, not one marker per result. Returns how many were removed."""
+    fs, root = uris.filesystem(uris.join(work_dir, "_results"))
+    if not fs.exists(root):
+        return 0
+    paths = fs.glob(f"{root}/*/*.parquet")
+    if paths:
+        fs.rm(paths)
+    return len(paths)
 
 
 def read_manifest(out_dir: str) -> list[dict]:
@@ -125,6 +142,15 @@ def previous_results(out_dir: str, work_dir: str) -> dict[tuple[str, str], dict]
     found = {(r["video_id"], r["lang"]): r for r in read_manifest(out_dir)}
     found.update({(r["video_id"], r["lang"]): r for r in read_markers(work_dir)})
     return found
+
+
+def done_keys(rows: list[dict], workers: int = 32) -> set[tuple[str, str]]:
+    """(video_id, lang) of the rows that are done (`is_done`), their outputs checked side by side."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        flags = list(pool.map(is_done, rows))
+    return {(r["video_id"], r["lang"]) for r, done in zip(rows, flags) if done}
 
 
 def is_done(row: dict) -> bool:

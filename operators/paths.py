@@ -125,6 +125,11 @@ def output(out_dir: str, video_id: str, lang: str, suffix: str) -> str:
     return under(out_dir, "videos", _safe(video_id), f"{video_id}.{_safe(lang)}{suffix}")
 
 
+def out_lock(out_dir: str) -> str:
+    """The running job's lock (operators/lock.py)."""
+    return under(out_dir, "_lock.json")
+
+
 def partition(root: str, lang: str) -> str:
     """One language's file of a Parquet table partitioned by language (manifest/, segments/)."""
     return under(root, f"lang={_safe(lang)}", "part-0.parquet")

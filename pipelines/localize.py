@@ -238,18 +238,15 @@ def _run_holding_out(catalog, out_dir: str, work_dir: str, config: Config, backe
     """`run`, once this job holds OUT."""
     # Read even without resume: the manifest is rewritten at the end, and every row this run does not redo stays.
     previous = manifest.previous_results(out_dir, work_dir)
-    kept, todo, prints = [], [], {}
-    for row in catalog.to_pylist():
-        left = []
-        for lang in row["target_langs"]:
-            key = row["video_id"], lang
-            prints[key] = checkpoint.result_print(row, lang, config)
-            old = previous.get(key)
-            if (config.run.resume and old is not None and manifest.is_done(old)
-                    and old.get("inputs_fingerprint") == prints[key]):
-                kept.append(old)
-            else:
-                left.append(lang)
+    catalog_rows = catalog.to_pylist()
+    prints = {(row["video_id"], lang): checkpoint.result_print(row, lang, config)
+              for row in catalog_rows for lang in row["target_langs"]}
+    same = [previous[key] for key, p in prints.items()
+            if key in previous and previous[key].get("inputs_fingerprint") == p]
+    done = manifest.done_keys(same) if config.run.resume else set()
+    kept, todo = [previous[key] for key in prints if key in done], []
+    for row in catalog_rows:
+        left = [lang for lang in row["target_langs"] if (row["video_id"], lang) not in done]
         if left:
             todo.append({**row, "target_langs": left})
     total = sum(len(r["target_langs"]) for r in todo)
@@ -342,6 +339,7 @@ def _run_holding_out(catalog, out_dir: str, work_dir: str, config: Config, backe
     kept = [review.apply(r, config) for r in kept]
     manifest.write_manifest(out_dir, kept + results + others)
     prove_exactly_once(out_dir, prints)
+    manifest.clear_markers(work_dir)
     summary = Summary(out_dir=out_dir, manifest_uri=uris.join(out_dir, "manifest"),
                       results=kept + results, resumed=len(kept), wall_s=time.perf_counter() - started,
                       phase_s=phase_s)
