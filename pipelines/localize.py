@@ -228,13 +228,15 @@ def run(catalog_uri: str, out_dir: str, langs: list[str] | None = None, config: 
     catalog = load_catalog(catalog_uri, default_langs=langs)
     out_dir = uris.absolute(out_dir)
     work_dir = uris.absolute(config.run.work_dir or uris.join(out_dir, "_work"))
+    # A missing tool or a bad setting fails here, before OUT is touched.
+    ops = build_operators(config, work_dir, out_dir, backends)
     # One job per OUT: a second one is refused here, before it reads or writes anything.
     with OutLock(out_dir):
-        return _run_holding_out(catalog, out_dir, work_dir, config, backends, on_result, on_shard, started)
+        return _run_holding_out(catalog, out_dir, work_dir, config, ops, on_result, on_shard, started)
 
 
-def _run_holding_out(catalog, out_dir: str, work_dir: str, config: Config, backends, on_result, on_shard,
-                     started: float) -> Summary:
+def _run_holding_out(catalog, out_dir: str, work_dir: str, config: Config, ops: dict[str, list[Operator]],
+                     on_result, on_shard, started: float) -> Summary:
     """`run`, once this job holds OUT."""
     # Read even without resume: the manifest is rewritten at the end, and every row this run does not redo stays.
     previous = manifest.previous_results(out_dir, work_dir)
@@ -251,7 +253,6 @@ def _run_holding_out(catalog, out_dir: str, work_dir: str, config: Config, backe
             todo.append({**row, "target_langs": left})
     total = sum(len(r["target_langs"]) for r in todo)
     mark_redoing(todo, previous, work_dir)
-    ops = build_operators(config, work_dir, out_dir, backends)
 
     results: list[dict] = []
     phase_s: dict[str, float] = {}
