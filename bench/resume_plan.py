@@ -92,7 +92,7 @@ def main() -> int:
             previous = manifest.previous_results(out, work)
             t_read = time.perf_counter() - t0
             t0 = time.perf_counter()
-            done = manifest.done_keys(list(previous.values()))
+            done = manifest.done_keys(list(previous.values()), out)
             t_check = time.perf_counter() - t0
             rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
             assert len(previous) == len(rows) and len(done) == len(rows), (len(previous), len(done))

@@ -144,17 +144,32 @@ def previous_results(out_dir: str, work_dir: str) -> dict[tuple[str, str], dict]
     return found
 
 
-def done_keys(rows: list[dict], workers: int = 32) -> set[tuple[str, str]]:
-    """(video_id, lang) of the rows that are done (`is_done`), their outputs checked side by side."""
+def done_keys(rows: list[dict], out_dir: str | None = None, workers: int = 32) -> set[tuple[str, str]]:
+    """(video_id, lang) of the rows that are done (`is_done`).
+
+    Outputs under OUT/videos (all of them, unless OUT moved) are looked up in
+    one listing of that folder: on S3 a LIST per 1,000 keys, not a HEAD per
+    output. Any other output is checked on its own, side by side.
+    """
     from concurrent.futures import ThreadPoolExecutor
 
+    exists = uris.exists
+    if out_dir is not None:
+        fs, root = uris.filesystem(uris.join(out_dir, "videos"))
+        listed = set(fs.find(root)) if fs.exists(root) else set()
+        prefix = root.rstrip("/") + "/"
+
+        def exists(uri: str) -> bool:
+            path = uris.filesystem(uri)[1]
+            return path in listed if path.startswith(prefix) else uris.exists(uri)
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        flags = list(pool.map(is_done, rows))
+        flags = list(pool.map(lambda r: is_done(r, exists), rows))
     return {(r["video_id"], r["lang"]) for r, done in zip(rows, flags) if done}
 
 
-def is_done(row: dict) -> bool:
+def is_done(row: dict, exists=uris.exists) -> bool:
     """Ok, made by this manifest version (an older one lacks its stages), and every output it names is still there."""
     return (row.get("status") == OK and row.get("manifest_version") == MANIFEST_VERSION
-            and all(row.get(c) and uris.exists(row[c]) for c in OUTPUT_COLUMNS)
-            and all(uris.exists(row[c]) for c in OPTIONAL_OUTPUT_COLUMNS if row.get(c)))
+            and all(row.get(c) and exists(row[c]) for c in OUTPUT_COLUMNS)
+            and all(exists(row[c]) for c in OPTIONAL_OUTPUT_COLUMNS if row.get(c)))

@@ -245,7 +245,7 @@ def _run_holding_out(catalog, out_dir: str, work_dir: str, config: Config, ops: 
               for row in catalog_rows for lang in row["target_langs"]}
     same = [previous[key] for key, p in prints.items()
             if key in previous and previous[key].get("inputs_fingerprint") == p]
-    done = manifest.done_keys(same) if config.run.resume else set()
+    done = manifest.done_keys(same, out_dir) if config.run.resume else set()
     kept, todo = [previous[key] for key in prints if key in done], []
     for row in catalog_rows:
         left = [lang for lang in row["target_langs"] if (row["video_id"], lang) not in done]

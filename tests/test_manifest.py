@@ -1,3 +1,5 @@
+import os
+
 import pyarrow as pa
 
 from operators import manifest
@@ -173,3 +175,25 @@ def test_an_ok_result_being_made_again_is_marked_so_until_it_is(tmp_path):
     assert (again["a", "es"]["status"], again["a", "es"]["error"]) == ("failed", REDOING)
     assert not manifest.is_done(again["a", "es"])
     assert ("a", "de") not in again
+
+
+def test_outputs_under_out_are_found_in_one_listing_and_others_one_by_one(tmp_path, monkeypatch):
+    from operators import paths
+    from operators import uri as uris
+
+    out = str(tmp_path / "out")
+    rows = []
+    for vid in ("a", "b", "c"):
+        row = {**_row(vid, "es"), **{c: paths.output(out, vid, "es", f".{c}") for c in manifest.OUTPUT_COLUMNS}}
+        for c in manifest.OUTPUT_COLUMNS:
+            uris.write_bytes(row[c], b"x")
+        rows.append(row)
+    os.remove(rows[1]["dub_audio_uri"])                          # b lost one output
+    elsewhere = tmp_path / "moved.mp4"
+    elsewhere.write_bytes(b"x")
+    rows[2]["video_out_uri"] = str(elsewhere)                    # c's video lies outside OUT/videos
+    asked = []
+    real = uris.exists
+    monkeypatch.setattr(uris, "exists", lambda u: asked.append(u) or real(u))
+    assert manifest.done_keys(rows, out) == {("a", "es"), ("c", "es")}
+    assert asked == [str(elsewhere)]                             # everything else came from the listing
