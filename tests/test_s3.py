@@ -130,16 +130,22 @@ def test_a_job_whose_endpoint_goes_away_mid_job_loses_nothing(s3, endpoint, ray_
     s3.put_file(str(tmp_path / "b.mp4"), "raydub-test/outage-job/media/b.mp4")
     s3.pipe_file("raydub-test/outage-job/catalog.jsonl",
                  (json.dumps({"video_id": "b", "uri": "media/b.mp4", "target_langs": ["es", "pt"]}) + "\n").encode())
-    outages = [threading.Timer(t, endpoint.down, args=(4.0,)) for t in (12.0, 40.0)]
-    for timer in outages:
-        timer.start()
+    outages = []
+
+    def outage(*_):
+        if len(outages) < 2:
+            outages.append(time.monotonic())
+            endpoint.down(4.0)
+
+    # One 10 s in (planning, analysis), one as the analysis ends and the languages begin.
+    timer = threading.Timer(10.0, outage)
+    timer.start()
     try:
         summary = run("s3://raydub-test/outage-job/catalog.jsonl", "s3://raydub-test/outage-job/out",
-                      config=small_config(lips={"enabled": False}))
+                      config=small_config(lips={"enabled": False}), on_shard=outage)
     finally:
-        for timer in outages:
-            timer.cancel()
-    assert summary.wall_s > 44                  # both outages fell inside the job
+        timer.cancel()
+    assert len(outages) == 2                    # both fell inside the job
     assert [(r["lang"], r["status"], r["error"]) for r in sorted(summary.results, key=lambda r: r["lang"])] == [
         ("es", "ok", None), ("pt", "ok", None)]
     rows = manifest.read_manifest("s3://raydub-test/outage-job/out")
