@@ -252,7 +252,6 @@ def _run_holding_out(catalog, out_dir: str, work_dir: str, config: Config, ops: 
         if left:
             todo.append({**row, "target_langs": left})
     total = sum(len(r["target_langs"]) for r in todo)
-    mark_redoing(todo, previous, work_dir)
 
     results: list[dict] = []
     phase_s: dict[str, float] = {}
@@ -269,7 +268,6 @@ def _run_holding_out(catalog, out_dir: str, work_dir: str, config: Config, ops: 
             on_result(row, len(results), total)
 
     if todo:
-        status.start(config.run.log_every_s)
         started_ray = start_ray(config)
         import ray.data
 
@@ -279,6 +277,9 @@ def _run_holding_out(catalog, out_dir: str, work_dir: str, config: Config, ops: 
             if started_ray:
                 ray.shutdown()
             raise
+        # Only now that the job will run: a job refused at start leaves every earlier result as it was.
+        mark_redoing(todo, previous, work_dir)
+        status.start(config.run.log_every_s)
 
         broken, phase = None, "plan"
         try:
@@ -377,7 +378,7 @@ class JobStatus:
     total: int                          # (video, language) pairs this run does
     kept: int                           # pairs kept from earlier runs
     videos: int
-    phase: str = "starting"
+    phase: str = "plan"
     planned: int = 0
     shards: int = 0
     results: Counter = field(default_factory=Counter)

@@ -122,8 +122,15 @@ def test_pools_that_cannot_start_on_this_cluster_fail_at_once_naming_the_stages(
     config = small_config()
     gpu = config.with_overrides(resources={**{k: v.model_dump() for k, v in config.resources.items()},
                                            "transcribe": {"num_cpus": 0.2, "num_gpus": 0.5, "pool": (2, 4)}})
+    # An ok result of an earlier run, which this job would redo: a job refused at start must leave it be.
+    from operators.schema import MANIFEST_VERSION, result_id
+
+    work = str(tmp_path / "out" / "_work")
+    manifest.write_marker(work, {"video_id": "a", "uri": str(tmp_path / "a.mp4"), "lang": "es", "status": OK,
+                                 "result_id": result_id("a", "es"), "manifest_version": MANIFEST_VERSION})
     with pytest.raises(ConfigError) as e:
         run(str(catalog), str(tmp_path / "out"), langs=["es"], config=gpu)
+    assert manifest.previous_results(str(tmp_path / "out"), work)["a", "es"]["status"] == OK
     assert str(e.value).startswith("the analyze pass needs 1 GPU to start (pool minimums: transcribe 2 x 0.5; "
                                    "plus its largest task) but the cluster has 0:")
     # Told that an autoscaling cluster can grow to a GPU, the check passes.
