@@ -75,9 +75,10 @@ class _Espeak:
 
     @classmethod
     def get(cls) -> "_Espeak":
-        if cls._instance is None:
-            cls._instance = cls()
-        return cls._instance
+        with cls._lock:
+            if cls._instance is None:
+                cls._instance = cls()
+            return cls._instance
 
     def _on_audio(self, wav, n_samples: int, events) -> int:
         if n_samples > 0:
