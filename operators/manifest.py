@@ -155,7 +155,7 @@ def done_keys(rows: list[dict], out_dir: str | None = None, workers: int = 32) -
 
     exists = uris.exists
     if out_dir is not None:
-        fs, root = uris.filesystem(uris.join(out_dir, "videos"))
+        fs, root = uris.filesystem(paths.videos_dir(out_dir))
         listed = set(fs.find(root)) if fs.exists(root) else set()
         prefix = root.rstrip("/") + "/"
 

@@ -122,7 +122,12 @@ def output(out_dir: str, video_id: str, lang: str, suffix: str) -> str:
     """A finished output: suffix '.mp4', '.mov', '.mkv' (the video, per output.container), '.wav', '.srt', '.vtt'
     or '.dual.vtt' / '.dual.srt' (subtitles.dual). A language code is a BCP 47 tag (never 'dual', never
     with a dot), so no two collide."""
-    return under(out_dir, "videos", _safe(video_id), f"{video_id}.{_safe(lang)}{suffix}")
+    return under(videos_dir(out_dir), _safe(video_id), f"{video_id}.{_safe(lang)}{suffix}")
+
+
+def videos_dir(out_dir: str) -> str:
+    """The folder that holds every video's outputs (`output`)."""
+    return under(out_dir, "videos")
 
 
 def out_lock(out_dir: str) -> str:

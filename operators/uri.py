@@ -13,6 +13,7 @@ import re
 import shutil
 import tempfile
 import urllib.parse
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -128,12 +129,23 @@ def read_text(uri: str) -> str:
 
 
 def write_bytes(uri: str, data: bytes) -> None:
+    """Write a whole file at once: a reader sees the old file or the new one, never part of one.
+
+    Locally through a temporary name of this writer's own (two writers of one
+    file must not share it) and a rename; an object store's PUT is atomic."""
     fs, path = filesystem(uri)
+    if not is_local(uri):
+        fs.pipe_file(path, data)
+        return
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    tmp = f"{path}.part"
-    with fs.open(tmp, "wb") as f:
-        f.write(data)
-    fs.mv(tmp, path)
+    tmp = f"{path}.{uuid.uuid4().hex[:12]}.part"
+    try:
+        with fs.open(tmp, "wb") as f:
+            f.write(data)
+        fs.mv(tmp, path)
+    finally:
+        if fs.exists(tmp):
+            fs.rm(tmp)
 
 
 def write_text(uri: str, text: str) -> None:
@@ -145,7 +157,7 @@ def upload(local_path: str, uri: str) -> str:
     if is_local(uri):
         dest = Path(strip_file(uri))
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(dest.name + ".part")
+        tmp = dest.with_name(f"{dest.name}.{uuid.uuid4().hex[:12]}.part")
         shutil.copyfile(local_path, tmp)
         os.replace(tmp, dest)
         return str(dest)

@@ -24,7 +24,9 @@ def aligned_piper():
 def _piper_line(voice, text: str, length_scale: float) -> tuple[np.ndarray, list[tuple[float, float]]]:
     from piper import SynthesisConfig
 
-    chunks = list(voice.synthesize(text, SynthesisConfig(length_scale=length_scale), include_alignments=True))
+    # Without Piper's sampling noise its phoneme lengths, and so the figures below, are the same on every run.
+    settings = SynthesisConfig(length_scale=length_scale, noise_scale=0.0, noise_w_scale=0.0)
+    chunks = list(voice.synthesize(text, settings, include_alignments=True))
     rate = chunks[0].sample_rate
     t, truth = 0.0, []
     for a in (a for c in chunks for a in c.phoneme_alignments):
@@ -45,7 +47,8 @@ def test_closures_land_within_a_frame_on_a_neural_voice(aligned_piper, length_sc
         assert len(found) == len(truth) > 10
         errors += [abs((a + b) / 2 - (c + d) / 2) for (a, b), (c, d) in zip(truth, found)]
     errors = np.array(errors)
-    # Measured: median 16-28 ms; 3 of 50 off by 0.17-0.19 s ("members of the band": espeak-ng's British
-    # English against Piper's American phonemes).
+    # Measured without noise: median 23 ms (1.0) and 16 ms (0.75), 84-88% within 60 ms; the worst are off
+    # by 0.17-0.19 s ("members of the band": espeak-ng's British English against Piper's American phonemes).
+    # With Piper's default noise a median of 30.1 ms was seen once.
     assert np.median(errors) <= 0.03
     assert np.mean(errors <= 0.06) >= 0.8
