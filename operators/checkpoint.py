@@ -51,13 +51,35 @@ RESULT_INPUTS = (*PLAN_INPUTS, "replace_lines")
 RESULT_SETTINGS = tuple(k for k in Config.model_fields if k not in ("run", "resources", "review"))
 
 
+def _hash(data) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+_PRINTS: dict[tuple[int, tuple[str, ...]], tuple[Config, str]] = {}
+
+
+def settings_print(config: Config, sections: tuple[str, ...] = RESULT_SETTINGS) -> str:
+    """One hash of these settings sections, computed once per config (a catalog has many results; a config
+    is frozen, and the cache holds it, so its id is not reused)."""
+    key = (id(config), sections)
+    if key not in _PRINTS:
+        if len(_PRINTS) > 64:
+            _PRINTS.clear()
+        _PRINTS[key] = (config, _hash({k: getattr(config, k).model_dump(mode="json") for k in sections}))
+    return _PRINTS[key][1]
+
+
+def review_print(config: Config) -> str:
+    """The review thresholds that results were assessed with (kept in each manifest part's footer)."""
+    return settings_print(config, ("review",))
+
+
 def result_print(row: dict, lang: str, config: Config) -> str:
     """The fingerprint of one (video, language) result: a kept result whose fingerprint differs is redone."""
     public = manifest.public(row)
-    data = {"lang": lang, "inputs": {k: public.get(k) for k in RESULT_INPUTS},
-            "subtitles": [t for t in public.get("translations") or [] if t.get("lang") == lang],
-            "settings": {k: getattr(config, k).model_dump(mode="json") for k in RESULT_SETTINGS}}
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    return _hash({"lang": lang, "inputs": {k: public.get(k) for k in RESULT_INPUTS},
+                  "subtitles": [t for t in public.get("translations") or [] if t.get("lang") == lang],
+                  "settings": settings_print(config)})
 
 
 def plan_uri(work_dir: str, video_id: str) -> str:

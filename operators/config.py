@@ -46,6 +46,10 @@ class RunConfig(_Section):
     max_task_retries: int = Field(2, ge=0, description="A row whose worker died is tried again this many times; "
                                   "then it becomes a failed row with the reason, and the job goes on (a video "
                                   "that kills its worker every time never holds the job)")
+    manifest_batch_rows: int = Field(200, ge=1, description="Finished results are committed to the manifest "
+                                     "this many at a time, as one Parquet part per language (each is kept "
+                                     "in its own marker until then)")
+    manifest_flush_s: float = Field(60.0, gt=0.0, description="...or at least this often while results come")
 
 
 class ShotsConfig(_Section):

@@ -1,20 +1,49 @@
-"""The manifest: one row per (video, language), as Parquet partitioned by language.
+"""The manifest: one row per (video, language), as Parquet parts partitioned by language, written as the job runs.
 
-While a run goes on, each finished result is written as a one-row marker
-under WORK/_results/ the moment it leaves the pipeline, so nothing finished
-is lost if the job dies; the manifest is rebuilt from the markers at the
-end, and the markers are then removed (the manifest holds them). A re-run reads the markers (or, without them, the manifest) and skips
-pairs that are ok and whose outputs still exist.
+    OUT/manifest/lang=<lang>/part-<run>-<n>.parquet   results (schema RESULT, less `lang`)
+    OUT/segments/lang=<lang>/part-<run>-<n>.parquet   one row per dubbed line of those results (SEGMENT_ROW)
+    WORK/_results/<video_id>/<lang>.parquet           a result not yet in a part (its marker)
 
-    OUT/manifest/lang=<lang>/part-0.parquet   results (schema RESULT)
-    OUT/segments/lang=<lang>/part-0.parquet   one row per dubbed segment (schema SEGMENT_ROW)
+How a result gets there (`ManifestWriter`):
+- the moment it leaves the pipeline, it is written as a one-row marker, so a
+  job killed a second later loses nothing;
+- every `run.manifest_batch_rows` results (or `run.manifest_flush_s`), the
+  waiting ones are committed: one segments part, then one manifest part, per
+  language. A part is written whole or not at all (one PUT on S3, a rename
+  locally), and the manifest part is the commit: a result is in the manifest
+  once its row is in a part. Their markers are then removed.
+- a job killed before a commit leaves markers; the next job commits them
+  first (`ManifestWriter.recover`).
+
+So the manifest is a set of committed files, never rewritten whole, and the
+driver holds one batch of rows at a time.
+
+A result made again lands in a newer part while its old row is still in an
+older one. Part names sort in the order they were written, and every reader
+here (`scan`) takes a key's row from its newest part. `compact`, at the end
+of each job, drops the older rows from their parts (each part rewritten at
+most once), so that after a job every (video, language) has one row in the
+files, which `pipelines.localize.prove_exactly_once` checks. It also applies
+changed review thresholds to parts reviewed with other ones (each part's
+footer records the review settings it was assessed with).
+
+Resume planning reads only the key, status, fingerprint and output columns
+of all parts, side by side (`plan_index`), and checks outputs against one
+listing of OUT/videos (`done_keys`).
 """
 from __future__ import annotations
 
 import io
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from operators import paths
@@ -25,6 +54,11 @@ MARKER_BATCH = 500
 OUTPUT_COLUMNS = ("video_out_uri", "dub_audio_uri", "subtitles_out_uri", "subtitles_vtt_uri")
 # Outputs written only when a setting asks for them: where the row names one, it must still be there.
 OPTIONAL_OUTPUT_COLUMNS = ("subtitles_dual_uri",)
+PLAN_COLUMNS = ("video_id", "lang", "status", "manifest_version", "inputs_fingerprint",
+                *OUTPUT_COLUMNS, *OPTIONAL_OUTPUT_COLUMNS)
+REVIEW_KEY = b"raydub.review"          # a part's footer: the review settings its rows were assessed with
+TABLES = {"manifest": RESULT, "segments": SEGMENT_ROW}
+log = logging.getLogger("raydub")
 
 
 def public(row: dict) -> dict:
@@ -50,6 +84,8 @@ def public(row: dict) -> dict:
     return row
 
 
+# Markers: one result each, until it is committed.
+
 def marker_uri(work_dir: str, video_id: str, lang: str) -> str:
     return paths.marker(work_dir, video_id, lang)
 
@@ -60,53 +96,54 @@ def write_marker(work_dir: str, row: dict) -> None:
     uris.write_bytes(marker_uri(work_dir, row["video_id"], row["lang"]), buf.getvalue())
 
 
-def read_markers(work_dir: str) -> list[dict]:
+def _marker_files(work_dir: str) -> tuple[object, list[str]]:
     fs, root = uris.filesystem(uris.join(work_dir, "_results"))
-    if not fs.exists(root):
-        return []
-    rows = []
-    paths = sorted(fs.glob(f"{root}/*/*.parquet"))
+    return fs, (sorted(fs.glob(f"{root}/*/*.parquet")) if fs.exists(root) else [])
+
+
+def read_markers(work_dir: str) -> list[dict]:
+    fs, files = _marker_files(work_dir)
+    return [row for _, rows in _marker_batches(fs, files) for row in rows]
+
+
+def _marker_batches(fs, files: list[str]):
     # One request per marker, side by side (s3fs fetches a list of keys concurrently), a batch at a time.
-    for i in range(0, len(paths), MARKER_BATCH):
-        batch = paths[i:i + MARKER_BATCH]
+    for i in range(0, len(files), MARKER_BATCH):
+        batch = files[i:i + MARKER_BATCH]
         data = fs.cat(batch)
-        for path in batch:
-            rows.extend(pq.read_table(io.BytesIO(data[path])).to_pylist())
-    # An older manifest version's columns are conformed (new ones null); is_done then redoes those rows.
-    return conform(rows, RESULT).to_pylist()
+        rows = [r for path in batch for r in pq.read_table(io.BytesIO(data[path])).to_pylist()]
+        # An older manifest version's columns are conformed (new ones null); is_done then redoes those rows.
+        yield batch, conform(rows, RESULT).to_pylist()
+
+
+def remove_markers(work_dir: str, keys: list[tuple[str, str]]) -> None:
+    if not keys:
+        return
+    fs = uris.filesystem(work_dir)[0]
+    found = [uris.filesystem(marker_uri(work_dir, v, lang))[1] for v, lang in keys]
+    if uris.is_local(work_dir):
+        found = [p for p in found if fs.exists(p)]
+    if found:
+        fs.rm(found)                   # on S3 one DeleteObjects per 1,000 keys; a missing key is no error
 
 
 def clear_markers(work_dir: str) -> int:
-    """Remove every result marker, once the manifest holds their rows: a resume then reads the manifest's
-    few files, not one marker per result. Returns how many were removed."""
-    fs, root = uris.filesystem(uris.join(work_dir, "_results"))
-    if not fs.exists(root):
-        return 0
-    paths = fs.glob(f"{root}/*/*.parquet")
-    if paths:
-        fs.rm(paths)
-    return len(paths)
+    """Remove every result marker. Returns how many there were."""
+    fs, files = _marker_files(work_dir)
+    if files:
+        fs.rm(files)
+    return len(files)
 
 
-def read_manifest(out_dir: str) -> list[dict]:
-    return _read_partitioned(uris.join(out_dir, "manifest"), RESULT)
+# Parts.
+
+def new_run_id() -> str:
+    """Sorts after every earlier run's: part names order the rows of one key by when they were written."""
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
 
 
-def read_segments(out_dir: str) -> list[dict]:
-    return _read_partitioned(uris.join(out_dir, "segments"), SEGMENT_ROW)
-
-
-def _read_partitioned(root_uri: str, schema: pa.Schema) -> list[dict]:
-    fs, root = uris.filesystem(root_uri)
-    if not fs.exists(root):
-        return []
-    rows = []
-    for path in sorted(fs.glob(f"{root}/lang=*/*.parquet")):
-        lang = path.rsplit("/", 2)[-2].split("=", 1)[1]
-        with fs.open(path, "rb") as f:
-            table = pq.read_table(f)
-        rows.extend({**r, "lang": lang} for r in table.to_pylist())
-    return conform(rows, schema).to_pylist()
+def part_name(run_id: str, seq: int) -> str:
+    return f"part-{run_id}-{seq:06d}.parquet"
 
 
 def segment_rows(results: list[dict]) -> list[dict]:
@@ -115,57 +152,231 @@ def segment_rows(results: list[dict]) -> list[dict]:
             for r in results for seg in r.get("segments") or []]
 
 
-def write_manifest(out_dir: str, results: list[dict]) -> None:
-    """Rewrite OUT/manifest and OUT/segments, one file per language (the language is the folder)."""
-    results = sorted(results, key=lambda r: (r["lang"], r["video_id"]))
-    results = [public(r) for r in results]
-    _write_partitioned(uris.join(out_dir, "manifest"), conform(results, RESULT))
-    _write_partitioned(uris.join(out_dir, "segments"), conform(segment_rows(results), SEGMENT_ROW))
+def _write_part(uri: str, table: pa.Table, review_print: str | None) -> None:
+    if review_print is not None:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), REVIEW_KEY: review_print.encode()})
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    uris.write_bytes(uri, buf.getvalue())
 
 
-def _write_partitioned(root_uri: str, table: pa.Table) -> None:
-    fs, root = uris.filesystem(root_uri)
-    langs = sorted(set(table.column("lang").to_pylist())) if table.num_rows else []
-    if fs.exists(root):
-        for stale in fs.glob(f"{root}/lang=*"):
-            if stale.rsplit("=", 1)[1] not in langs:
-                fs.rm(stale, recursive=True)
-    for lang in langs:
-        part = table.filter(pc.equal(table.column("lang"), lang)).drop_columns(["lang"])
-        buf = io.BytesIO()
-        pq.write_table(part, buf)
-        uris.write_bytes(paths.partition(root_uri, lang), buf.getvalue())
+def commit(out_dir: str, rows: list[dict], name: str, review_print: str | None = None) -> None:
+    """The rows (made public) as part `name` of each of their languages: its lines first, then the results,
+    whose part is the commit."""
+    by_lang: dict[str, list[dict]] = {}
+    for r in sorted((public(r) for r in rows), key=lambda r: r["video_id"]):
+        by_lang.setdefault(r["lang"], []).append(r)
+    for lang, results in by_lang.items():
+        lines = segment_rows(results)
+        if lines:
+            _write_part(paths.partition(uris.join(out_dir, "segments"), lang, name),
+                        conform(lines, SEGMENT_ROW).drop_columns(["lang"]), None)
+        _write_part(paths.partition(uris.join(out_dir, "manifest"), lang, name),
+                    conform(results, RESULT).drop_columns(["lang"]), review_print)
+
+
+class ManifestWriter:
+    """Commits results in bounded batches as they finish (see the module's docstring)."""
+
+    def __init__(self, out_dir: str, work_dir: str, review_print: str | None = None, batch_rows: int = 200,
+                 flush_s: float = 60.0):
+        self.out_dir, self.work_dir, self.review_print = out_dir, work_dir, review_print
+        self.batch_rows, self.flush_s = batch_rows, flush_s
+        self.run_id, self.seq = new_run_id(), 0
+        self.pending: list[dict] = []
+        self.last_flush = time.monotonic()
+        self.committed = 0
+
+    def add(self, row: dict) -> None:
+        write_marker(self.work_dir, row)
+        self.pending.append(row)
+        if len(self.pending) >= self.batch_rows or time.monotonic() - self.last_flush >= self.flush_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.commit(self.pending)
+            remove_markers(self.work_dir, [(r["video_id"], r["lang"]) for r in self.pending])
+        self.pending, self.last_flush = [], time.monotonic()
+
+    def commit(self, rows: list[dict]) -> None:
+        """Rows straight into a part, without markers (rows that need none: a killed job's markers, marks)."""
+        for i in range(0, len(rows), self.batch_rows):
+            commit(self.out_dir, rows[i:i + self.batch_rows], part_name(self.run_id, self.seq), self.review_print)
+            self.seq += 1
+        self.committed += len(rows)
+
+    def recover(self) -> int:
+        """Commit the markers a killed job left (results it finished but never committed); returns how many."""
+        fs, files = _marker_files(self.work_dir)
+        for batch, rows in _marker_batches(fs, files):
+            self.commit(rows)
+            fs.rm(batch)
+        return len(files)
+
+
+# Reading: a key's row from its newest part.
+
+def _dataset(out_dir: str, table: str) -> ds.Dataset | None:
+    fs, root = uris.filesystem(uris.join(out_dir, table))
+    files = sorted(fs.glob(f"{root}/lang=*/*.parquet")) if fs.exists(root) else []
+    if not files:
+        return None
+    if not uris.is_local(out_dir):
+        pa.set_io_thread_count(max(pa.io_thread_count(), 32))     # a GET per part, side by side
+    return ds.dataset(files, schema=TABLES[table], filesystem=fs, format="parquet", partition_base_dir=root,
+                      partitioning=ds.partitioning(pa.schema([pa.field("lang", pa.string())]), flavor="hive"))
+
+
+def scan(out_dir: str, columns: list[str] | tuple[str, ...] | None = None, table: str = "manifest",
+         filter: pc.Expression | None = None) -> pa.Table:
+    """The manifest (or the segments) as one table: the given columns, `lang` among them, of each key's newest
+    part. Reads only those columns; `filter` is pushed down to the parts."""
+    schema = TABLES[table]
+    columns = list(columns or schema.names)
+    dataset = _dataset(out_dir, table)
+    if dataset is None:
+        return schema.empty_table().select(columns)
+    found = dataset.to_table(columns=list(dict.fromkeys([*columns, "video_id", "lang", "__filename"])),
+                             filter=filter)
+    return _newest(found).select(columns)
+
+
+def _newest(found: pa.Table) -> pa.Table:
+    """Rows of each (video, language)'s newest part only (older ones are there until `compact`)."""
+    parts = found.group_by(["video_id", "lang"]).aggregate([("__filename", "count_distinct"), ("__filename", "max")])
+    if not parts.num_rows or pc.max(parts.column("__filename_count_distinct")).as_py() <= 1:
+        return found
+
+    def joined(t: pa.Table, name: str) -> pa.ChunkedArray:
+        return pc.binary_join_element_wise(t.column("video_id"), t.column("lang"), t.column(name), "\x00")
+
+    return found.filter(pc.is_in(joined(found, "__filename"), joined(parts, "__filename_max").combine_chunks()))
+
+
+def read_manifest(out_dir: str) -> list[dict]:
+    """Every result as a dict, sorted by (lang, video_id). For inspection and tests: `scan` reads columns."""
+    rows = scan(out_dir).sort_by([("lang", "ascending"), ("video_id", "ascending")])
+    return rows.to_pylist()
+
+
+def read_segments(out_dir: str, filter: pc.Expression | None = None) -> list[dict]:
+    return scan(out_dir, table="segments", filter=filter).to_pylist()
+
+
+def write_manifest(out_dir: str, results: list[dict], review_print: str | None = None) -> None:
+    """Commit these rows as one new run, then compact: they replace their keys' earlier rows."""
+    ManifestWriter(out_dir, "", review_print, batch_rows=max(len(results), 1)).commit(results)
+    compact(out_dir)
 
 
 def previous_results(out_dir: str, work_dir: str) -> dict[tuple[str, str], dict]:
-    """The latest known result per (video_id, lang): markers over the manifest."""
+    """The latest known result per (video_id, lang), markers over the manifest. For inspection and tests;
+    the driver plans from `plan_index`."""
     found = {(r["video_id"], r["lang"]): r for r in read_manifest(out_dir)}
     found.update({(r["video_id"], r["lang"]): r for r in read_markers(work_dir)})
     return found
 
 
-def done_keys(rows: list[dict], out_dir: str | None = None, workers: int = 32) -> set[tuple[str, str]]:
+# Compaction.
+
+def compact(out_dir: str, review_print: str | None = None,
+            review_fn: Callable[[dict], dict] | None = None, workers: int = 16) -> dict[str, int]:
+    """Drop rows that a newer part replaced; with `review_fn`, assess again the rows of parts reviewed with
+    other settings than `review_print`. Each part is rewritten at most once, the segments part of the same
+    name with it. Returns counts for the job log."""
+    dataset = _dataset(out_dir, "manifest")
+    if dataset is None:
+        return {"parts": 0, "rewritten": 0, "dropped": 0}
+    keys = dataset.to_table(columns=["video_id", "lang", "__filename"])
+    newest: dict[tuple[str, str], str] = {}
+    for v, lang, f in zip(*(keys.column(c).to_pylist() for c in ("video_id", "lang", "__filename"))):
+        if f > newest.get((v, lang), ""):
+            newest[v, lang] = f
+    drop: dict[str, set[str]] = {}
+    for v, lang, f in zip(*(keys.column(c).to_pylist() for c in ("video_id", "lang", "__filename"))):
+        if newest[v, lang] != f:
+            drop.setdefault(f, set()).add(v)
+    files = sorted(set(keys.column("__filename").to_pylist()))
+    fs = uris.filesystem(uris.join(out_dir, "manifest"))[0]
+    stale_review: set[str] = set()
+    if review_fn is not None:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            printed = pool.map(lambda f: (pq.read_schema(fs.open(f, "rb")).metadata or {}).get(REVIEW_KEY), files)
+            stale_review = {f for f, p in zip(files, printed) if p != (review_print or "").encode()}
+    todo = sorted(set(drop) | stale_review)
+
+    def rewrite(path: str) -> int:
+        gone = drop.get(path, set())
+        with fs.open(path, "rb") as f:
+            table = pq.read_table(f)
+        kept = table.filter(pc.invert(pc.is_in(table.column("video_id"), pa.array(sorted(gone), pa.string()))))
+        if review_fn is not None and path in stale_review:
+            lang = path.rsplit("/", 2)[-2].split("=", 1)[1]
+            rows = [{k: v for k, v in review_fn({**r, "lang": lang}).items() if k != "lang"}
+                    for r in kept.to_pylist()]
+            kept = pa.Table.from_pylist(rows, schema=kept.schema)
+        seg = path.replace("/manifest/lang=", "/segments/lang=", 1)
+        if gone and fs.exists(seg):
+            with fs.open(seg, "rb") as f:
+                lines = pq.read_table(f)
+            lines = lines.filter(pc.invert(pc.is_in(lines.column("video_id"), pa.array(sorted(gone), pa.string()))))
+            _replace(fs, seg, lines, None)
+        _replace(fs, path, kept, review_print if path in stale_review else None)
+        return table.num_rows - kept.num_rows
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        dropped = sum(pool.map(rewrite, todo))
+    return {"parts": len(files), "rewritten": len(todo), "dropped": dropped}
+
+
+def _replace(fs, path: str, table: pa.Table, review_print: str | None) -> None:
+    """A part rewritten in place (a reader sees the old or the new), or removed once empty."""
+    if not table.num_rows:
+        fs.rm(path)
+        return
+    metadata = dict(table.schema.metadata or {})
+    if review_print is not None:
+        metadata[REVIEW_KEY] = review_print.encode()
+    buf = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata(metadata), buf)
+    uris.put_bytes(fs, path, buf.getvalue())
+
+
+# Resume planning.
+
+def plan_index(out_dir: str) -> pa.Table:
+    """Each key's newest row, only the columns that planning needs."""
+    return scan(out_dir, PLAN_COLUMNS)
+
+
+def done_keys(rows: list[dict] | pa.Table, out_dir: str | None = None,
+              workers: int = 32) -> set[tuple[str, str]]:
     """(video_id, lang) of the rows that are done (`is_done`).
 
     Outputs under OUT/videos (all of them, unless OUT moved) are looked up in
     one listing of that folder: on S3 a LIST per 1,000 keys, not a HEAD per
     output. Any other output is checked on its own, side by side.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
+    if not isinstance(rows, pa.Table):
+        rows = conform(rows, RESULT).select(PLAN_COLUMNS)
     exists = uris.exists
     if out_dir is not None:
         fs, root = uris.filesystem(paths.videos_dir(out_dir))
-        listed = set(fs.find(root)) if fs.exists(root) else set()
         prefix = root.rstrip("/") + "/"
+        listed = {p[len(prefix):] for p in fs.find(root)} if fs.exists(root) else set()
 
         def exists(uri: str) -> bool:
             path = uris.filesystem(uri)[1]
-            return path in listed if path.startswith(prefix) else uris.exists(uri)
+            return path[len(prefix):] in listed if path.startswith(prefix) else uris.exists(uri)
 
+    done = set()
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        flags = list(pool.map(lambda r: is_done(r, exists), rows))
-    return {(r["video_id"], r["lang"]) for r, done in zip(rows, flags) if done}
+        for batch in rows.to_batches(max_chunksize=10_000):         # dicts for 10,000 rows at a time
+            chunk = batch.to_pylist()
+            done.update((r["video_id"], r["lang"]) for r, ok in zip(chunk, pool.map(lambda r: is_done(r, exists), chunk))
+                        if ok)
+    return done
 
 
 def is_done(row: dict, exists=uris.exists) -> bool:

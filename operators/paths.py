@@ -19,7 +19,8 @@ path: two different (video, language, line) can never name the same file.
     WORK/<video_id>/render/<lang>/targets.npz, <shard:04d>.mp4         its plan and its shards
     WORK/_results/<video_id>/<lang>.parquet                             result markers
     OUT/videos/<video_id>/<video_id>.<lang>.mp4 (.mov, .mkv; .wav, .srt, .vtt, .dual.vtt) outputs
-    OUT/manifest/lang=<lang>/part-0.parquet                             manifest partitions
+    OUT/manifest/lang=<lang>/part-<run>-<n>.parquet                     manifest parts (operators/manifest.py)
+    OUT/segments/lang=<lang>/part-<run>-<n>.parquet                     their lines, one part per manifest part
 """
 from __future__ import annotations
 
@@ -135,6 +136,6 @@ def out_lock(out_dir: str) -> str:
     return under(out_dir, "_lock.json")
 
 
-def partition(root: str, lang: str) -> str:
-    """One language's file of a Parquet table partitioned by language (manifest/, segments/)."""
-    return under(root, f"lang={_safe(lang)}", "part-0.parquet")
+def partition(root: str, lang: str, part: str = "part-0.parquet") -> str:
+    """One file of one language of a Parquet table partitioned by language (manifest/, segments/)."""
+    return under(root, f"lang={_safe(lang)}", part)

@@ -133,8 +133,12 @@ def write_bytes(uri: str, data: bytes) -> None:
 
     Locally through a temporary name of this writer's own (two writers of one
     file must not share it) and a rename; an object store's PUT is atomic."""
-    fs, path = filesystem(uri)
-    if not is_local(uri):
+    put_bytes(*filesystem(uri), data)
+
+
+def put_bytes(fs, path: str, data: bytes) -> None:
+    """`write_bytes` to a path of a filesystem from `filesystem`."""
+    if "file" not in fs.protocol:
         fs.pipe_file(path, data)
         return
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)

@@ -207,7 +207,7 @@ def _run(args) -> int:
 def _print_summary(summary, console) -> None:
     from rich.table import Table
 
-    table = Table(title=f"raydub: {len(summary.results)} results in {summary.wall_s:.1f} s")
+    table = Table(title=f"raydub: {summary.total} results in {summary.wall_s:.1f} s")
     for col in ("language", "ok", "failed", "skipped"):
         table.add_column(col, justify="right" if col != "language" else "left")
     for lang, c in sorted(summary.counts.items()):
@@ -215,9 +215,13 @@ def _print_summary(summary, console) -> None:
     console.print(table)
     if summary.resumed:
         console.print(f"{summary.resumed} result(s) were already done in OUT and kept (resume).")
-    for r in summary.failed:
+    for r in summary.failures:
         console.print(f"  {r['status']}: {r['video_id']} -> {r['lang']} at {r['error_stage']}: {r['error']}",
                       markup=False, highlight=False)
+    not_ok = sum(c["failed"] + c["skipped"] for c in summary.counts.values())
+    if not_ok > len(summary.failures):
+        console.print(f"  ... and {not_ok - len(summary.failures)} more: `raydub report {summary.out_dir} "
+                      f"--needs-review` lists them all")
     console.print(f"videos:   {summary.out_dir}/videos/<video_id>/<video_id>.<lang>.mp4 or .mov (.wav, .srt, .vtt)")
     console.print(f"manifest: {summary.manifest_uri} (Parquet, partitioned by lang)")
 

@@ -7,6 +7,7 @@ is the same as `raydub run ...`. Composition only: the media logic lives in oper
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import sys
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from operators import checkpoint, manifest, review
 from operators import uri as uris
@@ -62,19 +64,33 @@ LOCALIZE = (Translate, Synthesize, FitDuration, Mix, PlanLips, SplitRender, Rend
 ANALYZE = PLAN + ANALYZE_SHARDS + MERGE
 
 
+MAX_FAILURES_SHOWN = 50
+
+
 @dataclass
 class Summary:
+    """What a run did, in counts: the rows themselves are in the manifest."""
     out_dir: str
     manifest_uri: str
-    results: list[dict]
+    pairs: set[tuple[str, str]]                                   # the catalog's (video, language)
     resumed: int
     wall_s: float
-    counts: dict[str, Counter] = field(default_factory=dict)
+    counts: dict[str, Counter] = field(default_factory=dict)       # per language: ok, failed, skipped
     phase_s: dict[str, float] = field(default_factory=dict)     # wall time of each phase of this run
+    failures: list[dict] = field(default_factory=list)           # the first MAX_FAILURES_SHOWN not ok, in brief
+
+    @property
+    def results(self) -> list[dict]:
+        """The catalog's rows, read back from the manifest (all of it: for small runs and tests)."""
+        return [r for r in manifest.read_manifest(self.out_dir) if (r["video_id"], r["lang"]) in self.pairs]
 
     @property
     def failed(self) -> list[dict]:
         return [r for r in self.results if r["status"] != OK]
+
+    @property
+    def total(self) -> int:
+        return sum(sum(c.values()) for c in self.counts.values())
 
 
 def build_operators(config: Config, work_dir: str, out_dir: str,
@@ -237,35 +253,47 @@ def run(catalog_uri: str, out_dir: str, langs: list[str] | None = None, config: 
 
 def _run_holding_out(catalog, out_dir: str, work_dir: str, config: Config, ops: dict[str, list[Operator]],
                      on_result, on_shard, started: float) -> Summary:
-    """`run`, once this job holds OUT."""
-    # Read even without resume: the manifest is rewritten at the end, and every row this run does not redo stays.
-    previous = manifest.previous_results(out_dir, work_dir)
+    """`run`, once this job holds OUT. The driver keeps keys and counts; rows go to the manifest as they finish."""
+    writer = manifest.ManifestWriter(out_dir, work_dir, checkpoint.review_print(config),
+                                     config.run.manifest_batch_rows, config.run.manifest_flush_s)
+    # Results that a killed job finished but never committed go into the manifest first.
+    recovered = writer.recover()
+    if recovered:
+        progress_log.info("committed %d result(s) that an earlier job finished but did not commit", recovered)
     catalog_rows = catalog.to_pylist()
     prints = {(row["video_id"], lang): checkpoint.result_print(row, lang, config)
               for row in catalog_rows for lang in row["target_langs"]}
-    same = [previous[key] for key, p in prints.items()
-            if key in previous and previous[key].get("inputs_fingerprint") == p]
-    done = manifest.done_keys(same, out_dir) if config.run.resume else set()
-    kept, todo = [previous[key] for key in prints if key in done], []
+    t0 = time.perf_counter()
+    done, was_ok = _plan_resume(out_dir, prints, config)
+    todo = []
     for row in catalog_rows:
         left = [lang for lang in row["target_langs"] if (row["video_id"], lang) not in done]
         if left:
             todo.append({**row, "target_langs": left})
     total = sum(len(r["target_langs"]) for r in todo)
+    progress_log.info("resume plan: %d of %d results kept, %d to make (%.1f s)", len(done), len(prints), total,
+                      time.perf_counter() - t0)
 
-    results: list[dict] = []
+    returned: set[tuple[str, str]] = set()
     phase_s: dict[str, float] = {}
-    status = JobStatus(total=total, kept=len(kept), videos=len(todo))
+    status = JobStatus(total=total, kept=len(done), videos=len(todo))
+    counts: dict[str, Counter] = {}
+    for vid, lang in done:
+        counts.setdefault(lang, Counter())[OK] += 1
+    failures: list[dict] = []
 
     def finished(row: dict) -> None:
         row["status"] = row["status"] or OK
         row["inputs_fingerprint"] = prints[row["video_id"], row["lang"]]
         row = review.apply(manifest.public(row), config)
-        manifest.write_marker(work_dir, row)
-        results.append(row)
+        writer.add(row)
+        returned.add((row["video_id"], row["lang"]))
         status.results[row["status"]] += 1
+        counts.setdefault(row["lang"], Counter())[row["status"]] += 1
+        if row["status"] != OK and len(failures) < MAX_FAILURES_SHOWN:
+            failures.append({k: row.get(k) for k in ("video_id", "lang", "status", "error_stage", "error")})
         if on_result:
-            on_result(row, len(results), total)
+            on_result(row, len(returned), total)
 
     if todo:
         started_ray = start_ray(config)
@@ -278,7 +306,7 @@ def _run_holding_out(catalog, out_dir: str, work_dir: str, config: Config, ops: 
                 ray.shutdown()
             raise
         # Only now that the job will run: a job refused at start leaves every earlier result as it was.
-        mark_redoing(todo, previous, work_dir)
+        mark_redoing(todo, was_ok, prints, writer, config)
         status.start(config.run.log_every_s)
 
         broken, phase = None, "plan"
@@ -325,7 +353,7 @@ def _run_holding_out(catalog, out_dir: str, work_dir: str, config: Config, ops: 
             phase_s["localize"] = time.perf_counter() - t0
         except Exception as e:
             # Ray ended a pass (a lost head, an error past every retry): every result that finished is
-            # already in its marker and stays; the rest become failed rows with this reason.
+            # already in its marker or a part and stays; the rest become failed rows with this reason.
             broken = (f"the {phase} pass ended before this result: {type(e).__name__}: "
                       f"{uris.redact_text(str(e))[:300]}; re-run to retry")
             log.error("%s", broken)
@@ -333,21 +361,37 @@ def _run_holding_out(catalog, out_dir: str, work_dir: str, config: Config, ops: 
             status.stop()
             if started_ray:
                 ray.shutdown()
-        results = _exactly_once(todo, results, work_dir, config, prints, broken)
+        for row in _not_returned(todo, returned, prints, config, broken):
+            finished(row)
 
-    done = {(r["video_id"], r["lang"]) for r in results + kept}
-    others = [r for key, r in previous.items() if key not in done]
-    # Kept results are assessed again: thresholds may have changed since they were made.
-    kept = [review.apply(r, config) for r in kept]
-    manifest.write_manifest(out_dir, kept + results + others)
+    writer.flush()
+    # Earlier rows of results made again leave their parts; parts reviewed with other thresholds are
+    # assessed again (kept results included: thresholds may have changed since they were made).
+    compacted = manifest.compact(out_dir, checkpoint.review_print(config), lambda r: review.apply(r, config))
+    progress_log.info("manifest: %d part(s), %d rewritten, %d replaced row(s) dropped", compacted["parts"],
+                      compacted["rewritten"], compacted["dropped"])
     prove_exactly_once(out_dir, prints)
-    manifest.clear_markers(work_dir)
-    summary = Summary(out_dir=out_dir, manifest_uri=uris.join(out_dir, "manifest"),
-                      results=kept + results, resumed=len(kept), wall_s=time.perf_counter() - started,
-                      phase_s=phase_s)
-    for r in summary.results:
-        summary.counts.setdefault(r["lang"], Counter())[r["status"]] += 1
-    return summary
+    return Summary(out_dir=out_dir, manifest_uri=uris.join(out_dir, "manifest"), pairs=set(prints),
+                   resumed=len(done), wall_s=time.perf_counter() - started, counts=counts, phase_s=phase_s,
+                   failures=failures)
+
+
+def _plan_resume(out_dir: str, prints: dict[tuple[str, str], str],
+                 config: Config) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """(pairs done: ok, same fingerprint, outputs there; pairs ok in the manifest), from the key columns of
+    the manifest's parts only."""
+    index = manifest.plan_index(out_dir)
+    if not index.num_rows:
+        return set(), set()
+    vids, langs = zip(*prints) if prints else ((), ())
+    ours = pa.table({"video_id": pa.array(vids, pa.string()), "lang": pa.array(langs, pa.string()),
+                     "print": pa.array(list(prints.values()), pa.string())})
+    ok = index.filter(pc.equal(index.column("status"), OK)).join(ours, keys=["video_id", "lang"], join_type="inner")
+    was_ok = set(zip(ok.column("video_id").to_pylist(), ok.column("lang").to_pylist()))
+    if not config.run.resume:
+        return set(), was_ok
+    same = ok.filter(pc.equal(ok.column("inputs_fingerprint"), ok.column("print")))
+    return manifest.done_keys(same.drop_columns(["print"]), out_dir), was_ok
 
 
 def prove_exactly_once(out_dir: str, pairs: dict[tuple[str, str], str]) -> None:
@@ -409,16 +453,20 @@ REDOING = "this result was being made again by a job that stopped before it fini
           "half replaced); re-run to make it"
 
 
-def mark_redoing(todo: list[dict], previous: dict[tuple[str, str], dict], work_dir: str) -> None:
-    """Before an ok result is made again, its marker says so: a job killed half-way through it (a new dub
+def mark_redoing(todo: list[dict], was_ok: set[tuple[str, str]], prints: dict[tuple[str, str], str],
+                 writer: manifest.ManifestWriter, config: Config, batch: int = 10_000) -> None:
+    """Before an ok result is made again, the manifest says so: a job killed half-way through it (a new dub
     track beside the old video) leaves a result that the next run redoes, never the old ok row."""
-    from concurrent.futures import ThreadPoolExecutor
+    marks = (review.apply(manifest.public(_failed_row(row, lang, prints, "pipeline", REDOING)), config)
+             for row in todo for lang in row["target_langs"] if (row["video_id"], lang) in was_ok)
+    while chunk := list(itertools.islice(marks, batch)):
+        writer.commit(chunk)
 
-    stale = [previous[r["video_id"], lang] for r in todo for lang in r["target_langs"]
-             if previous.get((r["video_id"], lang), {}).get("status") == OK]
-    redoing = [{**row, "status": FAILED, "error_stage": "pipeline", "error": REDOING} for row in stale]
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        list(pool.map(lambda row: manifest.write_marker(work_dir, row), redoing))
+
+def _failed_row(row: dict, lang: str, prints: dict[tuple[str, str], str], stage: str, error: str) -> dict:
+    return {**row, "lang": lang, "result_id": result_id(row["video_id"], lang), "manifest_version": MANIFEST_VERSION,
+            "inputs_fingerprint": prints[row["video_id"], lang], "status": FAILED, "error_stage": stage,
+            "error": error}
 
 
 def _kept_plans(todo: list[dict], work_dir: str, config: Config) -> set[str]:
@@ -446,28 +494,21 @@ def _passed(rows: list[dict], schema, ops: list[Operator]):
         yield from batch.to_pylist()
 
 
-def _exactly_once(todo: list[dict], results: list[dict], work_dir: str, config: Config,
-                  prints: dict[tuple[str, str], str], broken: str | None = None) -> list[dict]:
+def _not_returned(todo: list[dict], returned: set[tuple[str, str]], prints: dict[tuple[str, str], str],
+                  config: Config, broken: str | None = None):
     """Every pair sent in comes out once: a pair the pipeline did not return becomes a failed row.
 
     Operators never drop rows, so this catches only infrastructure trouble,
     which would otherwise make a video silently vanish from the manifest.
     """
-    by_pair = {(r["video_id"], r["lang"]): r for r in results}
     for row in todo:
         for lang in row["target_langs"]:
-            if (row["video_id"], lang) not in by_pair:
+            if (row["video_id"], lang) not in returned:
                 log.error("%s -> %s did not come back from the pipeline", row["video_id"], lang)
-                lost = {**row, "lang": lang, "result_id": result_id(row["video_id"], lang),
-                        "manifest_version": MANIFEST_VERSION, "inputs_fingerprint": prints[row["video_id"], lang],
-                        "status": FAILED, "error_stage": "pipeline",
-                        "error": broken or ("the result did not come back from the pipeline: a worker it ran on "
-                                            f"died more than run.max_task_retries ({config.run.max_task_retries}) "
-                                            "times (out of memory? see the Ray logs); re-run to retry")}
-                lost = review.apply(manifest.public(lost), config)
-                manifest.write_marker(work_dir, lost)
-                by_pair[row["video_id"], lang] = lost
-    return list(by_pair.values())
+                yield _failed_row(row, lang, prints, "pipeline", broken or (
+                    "the result did not come back from the pipeline: a worker it ran on died more than "
+                    f"run.max_task_retries ({config.run.max_task_retries}) times (out of memory? see the Ray "
+                    "logs); re-run to retry"))
 
 
 def main(argv: list[str] | None = None) -> int:

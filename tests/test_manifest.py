@@ -28,9 +28,12 @@ def test_manifest_round_trips_partitioned_by_language():
     segs = manifest.read_segments(out)
     assert sorted((s["video_id"], s["lang"], s["speech_rate"]) for s in segs) == [
         ("a", "de", 1.2), ("a", "es", 1.2), ("b", "es", 1.2)]
-    # a rewrite without German removes its partition
-    manifest.write_manifest(out, rows[::2])
-    assert {r["lang"] for r in manifest.read_manifest(out)} == {"es"}
+    # rows written again replace their keys' rows; the others stay
+    manifest.write_manifest(out, [{**rows[0], "wer": 0.5}])
+    again = manifest.read_manifest(out)
+    assert sorted((r["video_id"], r["lang"], r["wer"]) for r in again) == [
+        ("a", "de", None), ("a", "es", 0.5), ("b", "es", 0.25)]
+    assert len(manifest.read_segments(out)) == 3
 
 
 def test_markers_are_read_back_and_only_complete_results_count_as_done(tmp_path):
@@ -54,19 +57,14 @@ def test_markers_are_read_back_and_only_complete_results_count_as_done(tmp_path)
     assert not manifest.is_done(found["a", "es"])
 
 
-def test_a_pair_the_pipeline_did_not_return_becomes_a_failed_row(tmp_path):
+def test_a_pair_the_pipeline_did_not_return_becomes_a_failed_row():
     from operators.config import Config
-    from pipelines.localize import _exactly_once
+    from pipelines.localize import _not_returned
 
     todo = [{"video_id": "a", "uri": "/m/a.mp4", "target_langs": ["es", "de"]}]
-    back = _exactly_once(todo, [_row("a", "es"), _row("a", "es")], str(tmp_path), Config(),
-                         {("a", "es"): "p-es", ("a", "de"): "p-de"})
-    assert sorted((r["lang"], r["status"], r.get("error_stage")) for r in back) == [
-        ("de", "failed", "pipeline"), ("es", "ok", None)]
-    lost = next(r for r in back if r["lang"] == "de")
-    assert lost["inputs_fingerprint"] == "p-de"
-    assert lost["needs_review"] and lost["review_reasons"][0].startswith("failed at pipeline")
-    assert manifest.previous_results(str(tmp_path / "out"), str(tmp_path))["a", "de"]["status"] == "failed"
+    (lost,) = _not_returned(todo, {("a", "es")}, {("a", "es"): "p-es", ("a", "de"): "p-de"}, Config())
+    assert (lost["lang"], lost["status"], lost["error_stage"]) == ("de", "failed", "pipeline")
+    assert lost["inputs_fingerprint"] == "p-de" and "run.max_task_retries (2)" in lost["error"]
 
 
 def test_the_parquet_files_carry_the_manifest_schema(tmp_path):
@@ -76,9 +74,10 @@ def test_the_parquet_files_carry_the_manifest_schema(tmp_path):
 
     out = str(tmp_path / "out")
     manifest.write_manifest(out, [_row("a", "es", speaker_similarity=0.91, mouth_change_ratio=1.2)])
-    written = pq.read_schema(tmp_path / "out" / "manifest" / "lang=es" / "part-0.parquet")
+    (part,) = (tmp_path / "out" / "manifest" / "lang=es").iterdir()
+    written = pq.read_schema(part)
     assert written.equals(pa.schema([f for f in RESULT if f.name != "lang"]))
-    segments = pq.read_schema(tmp_path / "out" / "segments" / "lang=es" / "part-0.parquet")
+    segments = pq.read_schema(tmp_path / "out" / "segments" / "lang=es" / part.name)
     assert segments.equals(pa.schema([f for f in SEGMENT_ROW if f.name != "lang"]))
     back = manifest.read_manifest(out)[0]
     assert (back["speaker_similarity"], back["mouth_change_ratio"], back["manifest_version"]) == (0.91, 1.2,
@@ -161,20 +160,20 @@ def test_a_result_fingerprint_follows_its_inputs_and_output_settings_only():
 
 def test_an_ok_result_being_made_again_is_marked_so_until_it_is(tmp_path):
     """A job killed while it redoes a pair must not leave the old ok row to be kept by the next run."""
+    from operators.config import Config
     from pipelines.localize import REDOING, mark_redoing
 
-    work = str(tmp_path / "work")
+    out = str(tmp_path / "out")
     video = tmp_path / "a.es.mp4"
     video.write_bytes(b"x")
-    old = {**_row("a", "es"), **{c: str(video) for c in manifest.OUTPUT_COLUMNS}}
-    manifest.write_marker(work, old)
-    found = manifest.previous_results(str(tmp_path / "out"), work)
-    assert manifest.is_done(found["a", "es"])
-    mark_redoing([{"video_id": "a", "target_langs": ["es", "de"]}], found, work)
-    again = manifest.previous_results(str(tmp_path / "out"), work)
-    assert (again["a", "es"]["status"], again["a", "es"]["error"]) == ("failed", REDOING)
-    assert not manifest.is_done(again["a", "es"])
-    assert ("a", "de") not in again
+    manifest.write_manifest(out, [{**_row("a", "es"), **{c: str(video) for c in manifest.OUTPUT_COLUMNS}}])
+    assert manifest.done_keys(manifest.plan_index(out), out) == {("a", "es")}
+    writer = manifest.ManifestWriter(out, str(tmp_path / "work"))
+    mark_redoing([{"video_id": "a", "uri": "/m/a.mp4", "target_langs": ["es", "de"]}], {("a", "es")},
+                 {("a", "es"): "p-es", ("a", "de"): "p-de"}, writer, Config())
+    (again,) = manifest.read_manifest(out)                      # the newest part wins, before any compaction
+    assert (again["lang"], again["status"], again["error"]) == ("es", "failed", REDOING)
+    assert manifest.done_keys(manifest.plan_index(out), out) == set()
 
 
 def test_outputs_under_out_are_found_in_one_listing_and_others_one_by_one(tmp_path, monkeypatch):
@@ -197,3 +196,70 @@ def test_outputs_under_out_are_found_in_one_listing_and_others_one_by_one(tmp_pa
     monkeypatch.setattr(uris, "exists", lambda u: asked.append(u) or real(u))
     assert manifest.done_keys(rows, out) == {("a", "es"), ("c", "es")}
     assert asked == [str(elsewhere)]                             # everything else came from the listing
+
+
+def _parts(out, table="manifest"):
+    return sorted(p.name for p in (out / table).glob("lang=*/*.parquet"))
+
+
+def test_results_are_committed_in_parts_as_they_finish_and_a_killed_jobs_markers_are_recovered(tmp_path):
+    out, work = tmp_path / "out", str(tmp_path / "work")
+    writer = manifest.ManifestWriter(str(out), work, batch_rows=3)
+    for vid in "abcde":
+        writer.add(_row(vid, "es"))
+    # three committed as one part (with its lines), two waiting in their markers
+    assert len(_parts(out)) == 1 and _parts(out) == _parts(out, "segments")
+    assert [r["video_id"] for r in manifest.read_manifest(str(out))] == ["a", "b", "c"]
+    assert sorted(r["video_id"] for r in manifest.read_markers(work)) == ["d", "e"]
+    # the job is killed here; the next one commits what it finished before anything else
+    later = manifest.ManifestWriter(str(out), work, batch_rows=3)
+    assert later.recover() == 2
+    assert [r["video_id"] for r in manifest.read_manifest(str(out))] == list("abcde")
+    assert manifest.read_markers(work) == []
+    assert max(_parts(out)).startswith(f"part-{later.run_id}")
+
+
+def test_a_result_made_again_is_read_from_its_newest_part_and_compaction_keeps_one_row(tmp_path):
+    out = tmp_path / "out"
+    first = manifest.ManifestWriter(str(out), str(tmp_path / "work"))
+    first.commit([_row("a", "es"), _row("b", "es"), _row("a", "de")])
+    second = manifest.ManifestWriter(str(out), str(tmp_path / "work"))
+    second.commit([_row("a", "es", wer=0.3)])
+    assert second.run_id > first.run_id
+    table = manifest.scan(str(out), ["video_id", "lang", "wer"])
+    assert sorted(table.to_pylist(), key=lambda r: (r["lang"], r["video_id"])) == [
+        {"video_id": "a", "lang": "de", "wer": None}, {"video_id": "a", "lang": "es", "wer": 0.3},
+        {"video_id": "b", "lang": "es", "wer": None}]
+    assert [s["video_id"] for s in manifest.read_segments(str(out)) if s["lang"] == "es"].count("a") == 1
+    assert manifest.compact(str(out)) == {"parts": 3, "rewritten": 1, "dropped": 1}
+    import pyarrow.dataset as ds
+
+    raw = ds.dataset(str(out / "manifest"), format="parquet", partitioning="hive").to_table()
+    assert sorted(zip(raw.column("video_id").to_pylist(), raw.column("lang").to_pylist())) == [
+        ("a", "de"), ("a", "es"), ("b", "es")]
+    assert manifest.compact(str(out))["rewritten"] == 0
+    first.commit([_row("b", "es", wer=0.9)])         # a part emptied by compaction is removed
+    manifest.compact(str(out))
+    assert len(_parts(out)) == 3 and len(_parts(out, "segments")) == 3
+
+
+def test_parts_reviewed_with_other_thresholds_are_assessed_again_once(tmp_path):
+    out = str(tmp_path / "out")
+    writer = manifest.ManifestWriter(out, str(tmp_path / "work"), review_print="old")
+    writer.commit([_row("a", "es", wer=0.3), _row("b", "es", wer=0.01)])
+    seen = []
+
+    def strict(row):
+        seen.append(row["video_id"])
+        return {**row, "needs_review": row["wer"] > 0.1}
+
+    assert manifest.compact(out, "new", strict)["rewritten"] == 1
+    assert {r["video_id"]: r["needs_review"] for r in manifest.read_manifest(out)} == {"a": True, "b": False}
+    assert manifest.compact(out, "new", strict)["rewritten"] == 0 and sorted(seen) == ["a", "b"]
+
+
+def test_planning_reads_only_the_key_columns_of_the_parts(tmp_path):
+    out = str(tmp_path / "out")
+    manifest.write_manifest(out, [_row(f"v{i}", lang) for i in range(50) for lang in ("es", "de")])
+    index = manifest.plan_index(out)
+    assert index.num_rows == 100 and index.column_names == list(manifest.PLAN_COLUMNS)
