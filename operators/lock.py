@@ -5,7 +5,9 @@
 A job takes the lock before any work and keeps its heartbeat fresh from a
 background thread; it removes the lock when it ends. A lock whose heartbeat
 is older than `stale_after_s` belongs to a job that died (a driver killed
-outright cannot remove it) and is taken over.
+outright cannot remove it) and is taken over; so is, at once, the lock of a
+job on this same machine (host name) whose process no longer exists: a
+driver killed on a head node and submitted again there goes on at once.
 
 Works the same on a local folder and on s3://, with nothing but reads and
 writes: after writing its lock a job waits `settle_s` and reads it back, and
@@ -40,6 +42,16 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, TypeError, ValueError):
+        pass                                  # another user's process, or no pid: assume it lives
+    return True
+
+
 def _age_s(stamp: str) -> float:
     return (datetime.now(timezone.utc) - datetime.fromisoformat(stamp)).total_seconds()
 
@@ -66,6 +78,8 @@ class OutLock:
             return None                       # a half-written or unreadable lock: nobody's
         if held.get("owner") == self.record["owner"] or _age_s(held["heartbeat"]) > self.stale_after_s:
             return None
+        if held.get("host") == self.record["host"] and not _alive(held.get("pid")):
+            return None                       # a job of this machine that was killed: no need to wait
         return held
 
     def _refuse(self, held: dict) -> OutInUse:

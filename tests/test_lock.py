@@ -31,6 +31,26 @@ def test_a_dead_jobs_lock_is_taken_over_once_stale(tmp_path):
         assert json.loads((out / LOCK_NAME).read_text())["owner"] == lock.record["owner"]
 
 
+def test_the_lock_of_a_killed_job_on_this_machine_is_taken_over_at_once(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from operators.lock import _now
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    out = tmp_path / "out"
+    out.mkdir()
+    record = {"owner": "killed", "host": socket.gethostname(), "pid": dead.pid, "started": _now(), "heartbeat": _now()}
+    (out / LOCK_NAME).write_text(json.dumps(record))
+    with OutLock(str(out)) as lock:                                  # fresh heartbeat, but its process is gone
+        assert json.loads((out / LOCK_NAME).read_text())["owner"] == lock.record["owner"]
+    (out / LOCK_NAME).write_text(json.dumps({**record, "host": "another-machine"}))
+    with pytest.raises(OutInUse):                                    # elsewhere: only a stale heartbeat tells
+        OutLock(str(out)).acquire()
+
+
 def test_the_heartbeat_keeps_a_long_job_fresh(tmp_path):
     out = str(tmp_path / "out")
     with OutLock(out, heartbeat_s=0.1, stale_after_s=0.5):
