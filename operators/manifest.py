@@ -169,9 +169,9 @@ def commit(out_dir: str, rows: list[dict], name: str, review_print: str | None =
     for lang, results in by_lang.items():
         lines = segment_rows(results)
         if lines:
-            _write_part(paths.partition(uris.join(out_dir, "segments"), lang, name),
+            _write_part(paths.partition(paths.table_dir(out_dir, "segments"), lang, name),
                         conform(lines, SEGMENT_ROW).drop_columns(["lang"]), None)
-        _write_part(paths.partition(uris.join(out_dir, "manifest"), lang, name),
+        _write_part(paths.partition(paths.table_dir(out_dir, "manifest"), lang, name),
                     conform(results, RESULT).drop_columns(["lang"]), review_print)
 
 
@@ -218,7 +218,7 @@ class ManifestWriter:
 # Reading: a key's row from its newest part.
 
 def _dataset(out_dir: str, table: str) -> ds.Dataset | None:
-    fs, root = uris.filesystem(uris.join(out_dir, table))
+    fs, root = uris.filesystem(paths.table_dir(out_dir, table))
     files = sorted(fs.glob(f"{root}/lang=*/*.parquet")) if fs.exists(root) else []
     if not files:
         return None
@@ -298,7 +298,7 @@ def compact(out_dir: str, review_print: str | None = None,
         if newest[v, lang] != f:
             drop.setdefault(f, set()).add(v)
     files = sorted(set(keys.column("__filename").to_pylist()))
-    fs = uris.filesystem(uris.join(out_dir, "manifest"))[0]
+    fs = uris.filesystem(paths.table_dir(out_dir, "manifest"))[0]
     stale_review: set[str] = set()
     if review_fn is not None:
         with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -131,6 +131,13 @@ def videos_dir(out_dir: str) -> str:
     return under(out_dir, "videos")
 
 
+def table_dir(out_dir: str, table: str) -> str:
+    """OUT/manifest or OUT/segments: a Parquet table partitioned by language (operators/manifest.py)."""
+    if table not in ("manifest", "segments"):
+        raise UnsafePath(f"no table {table!r}")
+    return under(out_dir, table)
+
+
 def out_lock(out_dir: str) -> str:
     """The running job's lock (operators/lock.py)."""
     return under(out_dir, "_lock.json")
