@@ -318,9 +318,11 @@ def test_the_job_log_gets_the_counts_at_a_steady_interval(ray_local, tmp_path, c
         run(str(catalog), str(tmp_path / "out"), config=small_config(run={"log_every_s": 0.2}))
     lines = [r.getMessage() for r in caplog.records if r.name == "raydub.progress"]
     assert len(lines) >= 3
-    assert lines[-2].startswith("done: 2/2 videos planned, 0 shards analysed, 3/3 results (0 ok, 3 failed, "
-                                "0 skipped), 0 kept from earlier runs, ")
-    assert {line.split(":")[0] for line in lines} >= {"plan", "done"}
+    assert lines[0].startswith("resume plan: 0 of 3 results kept, 3 to make (")
+    (done,) = [line for line in lines if line.startswith("done:")]
+    assert done.startswith("done: 2/2 videos planned, 0 shards analysed, 3/3 results (0 ok, 3 failed, "
+                           "0 skipped), 0 kept from earlier runs, ")
+    assert {line.split(":")[0] for line in lines} >= {"plan", "done", "manifest"}
     assert lines[-1] == (
         "exactly once: the catalog has 3 (video, language) pairs, the manifest 3 rows: 3 of the catalog's, "
         "0 of earlier catalogs; 0 missing, 0 doubled")
