@@ -5,6 +5,7 @@ import re
 from operators import manifest, review
 from operators.config import Config
 from operators.schema import result_id
+from pipelines import report
 from pipelines.cli import main
 
 
@@ -58,3 +59,74 @@ def test_needs_review_lists_only_what_to_look_at(tmp_path, capsys):
 def test_report_of_a_folder_without_a_manifest_is_an_error(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no manifest" in capsys.readouterr().err
+
+
+LANGS = ("ar", "de", "es", "fr", "hi", "it", "ja", "ko", "pt", "zh")
+
+
+def _many_rows(videos: int) -> list[dict]:
+    """videos x 10 languages; what is flagged, and why, follows from the video's number (see the test)."""
+    rows = []
+    for v in range(videos):
+        for lang in LANGS:
+            row = {"video_id": f"v{v:05d}", "lang": lang, "uri": f"/m/v{v:05d}.mp4", "manifest_version": "7",
+                   "result_id": result_id(f"v{v:05d}", lang), "status": "ok", "wer": 0.1, "cer": 0.05,
+                   "segments": [{"segment_id": f"v{v:05d}@0", "start_s": 0.0, "end_s": 1.0,
+                                 "source_text": "Hello.", "target_text": f"line of v{v:05d} {lang}",
+                                 "words": [{"start_s": 0.0, "end_s": 0.5, "text": "Hello", "probability": 0.9}]}]}
+            if v % 400 == 5 and lang == "es":
+                row.update(status="failed", error_stage="mix", error="MixError: no audio")
+            elif v % 500 == 9 and lang == "de":
+                row.update(status="skipped", error_stage="probe", error="no speech")
+            elif v % 100 == 42:
+                row.update(wer=0.9, cer=0.6)                 # two reasons, of one kind
+            elif v % 100 == 17:
+                row.update(wer=0.9)
+            rows.append(review.apply(row, Config()))
+    return rows
+
+
+def test_many_results_counted_from_scalar_columns_and_only_the_worst_read_whole(tmp_path, monkeypatch, capsys):
+    out = str(tmp_path / "out")
+    rows = _many_rows(2000)
+    for i in range(0, len(rows), 5000):                      # four runs: four sets of parts
+        manifest.write_manifest(out, rows[i:i + 5000])
+
+    results = report.results_table(out)
+    assert results.num_rows == 20_000 and "segments" not in results.column_names
+    counts = report.summary(results)
+    assert dict(counts["es"]) == {"ok": 1995, "failed": 5, "needs review": 45}
+    assert dict(counts["de"]) == {"ok": 1996, "skipped": 4, "needs review": 44}
+    assert all(dict(counts[lang]) == {"ok": 2000, "needs review": 40} for lang in LANGS if lang not in ("es", "de"))
+    assert {kind: sum(c.values()) for kind, c in report.reason_counts(results).items()} == {
+        "intelligibility": 400, "failed": 5, "skipped": 4}
+    # failed, skipped, then by number of reasons, then by video and language
+    worst = [(r["video_id"], r["lang"]) for r in report.worst_first(results, 12).to_pylist()]
+    assert worst == [*((f"v{v:05d}", "es") for v in (5, 405, 805, 1205, 1605)),
+                     *((f"v{v:05d}", "de") for v in (9, 509, 1009, 1509)),
+                     ("v00042", "ar"), ("v00042", "de"), ("v00042", "es")]
+
+    read_whole = []                                          # the results read with their lines
+    scan = manifest.scan
+
+    def counting_scan(out_dir, columns=None, table="manifest", filter=None):
+        found = scan(out_dir, columns, table, filter)
+        if table == "segments" or "segments" in found.column_names:
+            read_whole.extend(zip(found["video_id"].to_pylist(), found["lang"].to_pylist()))
+        return found
+
+    monkeypatch.setattr(manifest, "scan", counting_scan)
+    printed = report.print_report(out, top=12)
+    assert [(r["video_id"], r["lang"]) for r in printed] == worst and not read_whole
+    text = capsys.readouterr().out
+    assert "needs review: 409 of 20000" in text
+    assert "flagged for: intelligibility 400, failed 5, skipped 4" in text
+    assert "397 more that need review not shown" in text
+
+    page = tmp_path / "report.html"
+    report.write_html(out, str(page), top=12)
+    assert sorted(read_whole) == sorted(worst)               # 12 whole rows of 20,000, nothing else
+    html = page.read_text()
+    assert "Needs review (409), worst first" in html and "397 more that need review not shown" in html
+    assert "The worst 12 results" in html and "19988 more results not shown" in html
+    assert html.count("<h3>") == 12 and "line of v00042 es" in html and "line of v00017" not in html
