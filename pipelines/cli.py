@@ -44,7 +44,16 @@ def _parser() -> argparse.ArgumentParser:
                                   "for a remote OUT)")
     q.add_argument("--needs-review", action="store_true", help="only list the results that need review, "
                                                                "with reasons (no HTML)")
+    q.add_argument("--top", type=_positive, default=50, metavar="N",
+                   help="how many of the worst results to list, in the terminal and the HTML (default: 50)")
     return p
+
+
+def _positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {n}")
+    return n
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,13 +147,13 @@ def _report(args) -> int:
     from pipelines.report import print_report, write_html
 
     try:
-        print_report(args.out, needs_review_only=args.needs_review)
+        print_report(args.out, needs_review_only=args.needs_review, top=args.top)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not args.needs_review:
         path = args.html or (uris.join(args.out, "report.html") if uris.is_local(args.out) else "report.html")
-        write_html(args.out, path)
+        write_html(args.out, path, top=args.top)
         print(f"report: {path}")
     return 0
 

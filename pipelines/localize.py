@@ -367,9 +367,10 @@ def _run_holding_out(catalog, out_dir: str, work_dir: str, config: Config, ops: 
     writer.flush()
     # Earlier rows of results made again leave their parts; parts reviewed with other thresholds are
     # assessed again (kept results included: thresholds may have changed since they were made).
-    compacted = manifest.compact(out_dir, checkpoint.review_print(config), lambda r: review.apply(r, config))
-    progress_log.info("manifest: %d part(s), %d rewritten, %d replaced row(s) dropped", compacted["parts"],
-                      compacted["rewritten"], compacted["dropped"])
+    compacted = manifest.compact(out_dir, checkpoint.review_print(config), lambda r: review.apply(r, config),
+                                 run_id=writer.run_id)
+    progress_log.info("manifest: %d part(s), %d rewritten, %d replaced row(s) dropped, %d small part(s) merged",
+                      compacted["parts"], compacted["rewritten"], compacted["dropped"], compacted["merged"])
     prove_exactly_once(out_dir, prints)
     return Summary(out_dir=out_dir, manifest_uri=uris.join(out_dir, "manifest"), pairs=set(prints),
                    resumed=len(done), wall_s=time.perf_counter() - started, counts=counts, phase_s=phase_s,
