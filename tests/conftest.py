@@ -1,4 +1,11 @@
+import contextlib
 import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -42,6 +49,88 @@ def ray_local():
     assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
     yield ray
     ray.shutdown()
+
+
+@contextlib.contextmanager
+def ray_head(log_path: Path, num_cpus: int = 2, tries: int = 3):
+    """A real Ray head (`ray start --head --block`) on loopback, as a child process stopped by its own pid.
+
+    Yields (dashboard address, the environment it runs with). Every port it listens on is a free one: on a
+    shared machine another Ray (an embedded one of a test session) already holds the defaults, and a
+    dashboard agent that cannot bind its port leaves the head refusing every job ("No available agent").
+    A head that dies while starting (`ray start` gives its raylet 30 s to register, which a loaded machine
+    can miss) is started again, up to `tries` times.
+    """
+    # The job's `python` is the head's: as on a cluster image, the one that has raydub's dependencies.
+    # No token auth on this loopback head: Ray turns it on wherever ~/.ray/auth_token exists, and a client
+    # in this process keeps the mode it first read (a JobSubmissionClient here could not follow).
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
+           "RAY_AUTH_MODE": "disabled",
+           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
+    for _ in range(tries):
+        port, dash, agent, client = (_free_port() for _ in range(4))
+        proc = subprocess.Popen([ray_bin, "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
+                                 "--port", str(port), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
+                                 "--dashboard-agent-listen-port", str(agent), "--ray-client-server-port", str(client),
+                                 "--num-cpus", str(num_cpus), "--include-dashboard", "true"],
+                                env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+        address = f"http://127.0.0.1:{dash}"
+        try:
+            up = _head_up(address, agent, proc, log_path)
+        except BaseException:
+            _stop_head(proc, port)
+            raise
+        if up:
+            break
+        _stop_head(proc, port)
+    else:
+        raise RuntimeError(f"the Ray head did not come up ({tries} tries): " + log_path.read_text()[-2000:])
+    try:
+        yield address, env
+    finally:
+        _stop_head(proc, port)
+
+
+def _head_up(address: str, agent_port: int, proc: subprocess.Popen, log_path: Path) -> bool:
+    """True once `ray start` says it started and the dashboard and the job agent answer; False if it died."""
+    import socket
+
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(1)
+        if "block forever" not in log_path.read_text():        # `ray start` done: every process registered
+            continue
+        try:
+            urllib.request.urlopen(f"{address}/api/version", timeout=5)
+        except urllib.error.HTTPError:      # up, and answering
+            pass
+        except OSError:
+            continue
+        try:
+            # The dashboard answers before the job agent listens; jobs go through the agent.
+            socket.create_connection(("127.0.0.1", agent_port), timeout=5).close()
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def _stop_head(proc: subprocess.Popen, port: int) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=90)
+    # `ray start` leaves the address of the cluster it started behind; a later ray.init() would try it
+    current = "/tmp/ray/ray_current_cluster"
+    if os.path.exists(current) and open(current).read().strip() == f"127.0.0.1:{port}":
+        os.remove(current)
+
+
+@pytest.fixture
+def head(tmp_path):
+    """A Ray head of its own for one test: (dashboard address, its environment)."""
+    with ray_head(tmp_path / "head.log") as found:
+        yield found
 
 
 def small_config(**sections) -> Config:
