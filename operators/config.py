@@ -50,6 +50,9 @@ class RunConfig(_Section):
                                      "this many at a time, as one Parquet part per language (each is kept "
                                      "in its own marker until then)")
     manifest_flush_s: float = Field(60.0, gt=0.0, description="...or at least this often while results come")
+    lock_stale_after_s: float = Field(300.0, ge=10.0, description="The OUT lock of a job whose heartbeat (every "
+                                      "tenth of this) is older is taken over: a job killed on another machine "
+                                      "(a new head pod) holds OUT this long; one killed on this machine, not at all")
 
 
 class ShotsConfig(_Section):

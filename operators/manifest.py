@@ -192,6 +192,8 @@ class ManifestWriter:
 
     def add(self, row: dict) -> None:
         write_marker(self.work_dir, row)
+        if not self.pending:
+            self.last_flush = time.monotonic()     # flush_s counts from the oldest waiting result
         self.pending.append(row)
         if len(self.pending) >= self.batch_rows or time.monotonic() - self.last_flush >= self.flush_s:
             self.flush()

@@ -24,6 +24,18 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-resume", action="store_true", help="redo pairs that are already ok in OUT")
     r.add_argument("--quiet", action="store_true", help="no progress display")
 
+    s = sub.add_parser("submit", help="dub a catalog as a job on a running Ray cluster (what cluster/submit.sh "
+                                      "does): print the job id, stream its log, exit with its status")
+    s.add_argument("--catalog", required=True, help="catalog file as the cluster reads it: s3://, or a path on "
+                                                    "the head")
+    s.add_argument("--out", required=True, help="output folder as the cluster reads it: s3://, or a path on the head")
+    s.add_argument("--langs", help="target languages for rows without target_langs, e.g. es,de")
+    s.add_argument("--config", help="TOML config: a file under cluster/ (it ships with the job) or s3:// "
+                                    "(default: cluster/cluster.toml)")
+    s.add_argument("--address", help="the cluster's dashboard, e.g. http://head:8265 (default: $RAY_ADDRESS)")
+    s.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
+    s.add_argument("--no-resume", action="store_true", help="redo pairs that are already ok in OUT")
+
     c = sub.add_parser("config", help="print the default configuration (TOML), or check a file")
     c.add_argument("--check", metavar="FILE", help="validate FILE and print the merged result")
 
@@ -83,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "report":
             return _report(args)
+        if args.command == "submit":
+            from pipelines.submit import submit
+
+            return submit(args.catalog, args.out, args.langs, args.config, args.address, wait=not args.no_wait,
+                          extra_args=["--no-resume"] if args.no_resume else [])
         return _run(args)
     except (CatalogError, ConfigError, MissingDependency, OutInUse) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -171,8 +188,9 @@ def _run(args) -> int:
     langs = parse_langs(args.langs)
     console = Console(stderr=True)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if not sys.stderr.isatty() and not args.quiet:
-        # A job log (`ray job submit`, a pipe): the counts every run.log_every_s, with the time.
+    if not sys.stderr.isatty():
+        # A job log (`ray job submit`, a pipe): the counts every run.log_every_s, with the time, and the
+        # resume plan and exactly-once proof (even with --quiet, which hides the per-result lines).
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s raydub: %(message)s", "%Y-%m-%d %H:%M:%S"))
         status = logging.getLogger("raydub.progress")

@@ -247,7 +247,8 @@ def run(catalog_uri: str, out_dir: str, langs: list[str] | None = None, config: 
     # A missing tool or a bad setting fails here, before OUT is touched.
     ops = build_operators(config, work_dir, out_dir, backends)
     # One job per OUT: a second one is refused here, before it reads or writes anything.
-    with OutLock(out_dir):
+    stale_s = config.run.lock_stale_after_s
+    with OutLock(out_dir, stale_after_s=stale_s, heartbeat_s=min(30.0, stale_s / 10)):
         return _run_holding_out(catalog, out_dir, work_dir, config, ops, on_result, on_shard, started)
 
 
@@ -351,14 +352,18 @@ def _run_holding_out(catalog, out_dir: str, work_dir: str, config: Config, ops: 
             for row in _passed(ready, catalog.schema, ops["localize"]):
                 finished(row)
             phase_s["localize"] = time.perf_counter() - t0
-        except Exception as e:
+        except BaseException as e:
+            if not isinstance(e, Exception):
+                status.stop(f"stopped ({type(e).__name__})")       # SIGTERM (ray job stop), Ctrl-C
+                raise
             # Ray ended a pass (a lost head, an error past every retry): every result that finished is
             # already in its marker or a part and stays; the rest become failed rows with this reason.
             broken = (f"the {phase} pass ended before this result: {type(e).__name__}: "
                       f"{uris.redact_text(str(e))[:300]}; re-run to retry")
             log.error("%s", broken)
         finally:
-            status.stop()
+            if not status._stop.is_set():
+                status.stop()
             if started_ray:
                 ray.shutdown()
         for row in _not_returned(todo, returned, prints, config, broken):
@@ -445,9 +450,9 @@ class JobStatus:
         while not self._stop.wait(every_s):
             progress_log.info("%s", self.line())
 
-    def stop(self) -> None:
+    def stop(self, how: str = "done") -> None:
         self._stop.set()
-        progress_log.info("%s", self.line().replace(f"{self.phase}:", "done:", 1))
+        progress_log.info("%s", self.line().replace(f"{self.phase}:", f"{how}:", 1))
 
 
 REDOING = "this result was being made again by a job that stopped before it finished (its outputs may be " \
