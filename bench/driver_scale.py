@@ -201,9 +201,11 @@ def main() -> int:
         job("1 fresh job")
         mfs, mroot = uris.filesystem(uris.join(out, "manifest"))
         parts = len(mfs.find(mroot))
-        # The redo marks take as many parts again as the results; kill when half the new results are in.
+        # The redo marks take a part per language per batch, as the results do; kill when half the new
+        # results are in.
+        per_job = -(-args.videos * args.langs // args.batch) * args.langs
         job("2 settings changed, every result redone", "--change", "--slow-s", "0.02",
-            kill_after=2 * parts + parts // 2)
+            kill_after=parts + per_job + per_job // 2)
         job("3 submitted again after the kill", "--change")
         job("4 submitted again after it finished", "--change")
     finally:

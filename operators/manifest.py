@@ -37,7 +37,6 @@ import io
 import logging
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -287,12 +286,12 @@ def previous_results(out_dir: str, work_dir: str) -> dict[tuple[str, str], dict]
 
 def compact(out_dir: str, review_print: str | None = None,
             review_fn: Callable[[dict], dict] | None = None, workers: int = 16,
-            merge_rows: int = 2000, run_id: str | None = None) -> dict[str, int]:
+            merge_bytes: int = 32 * 2**20, run_id: str | None = None) -> dict[str, int]:
     """Drop rows that a newer part replaced; with `review_fn`, assess again the rows of parts reviewed with
     other settings than `review_print`. Each part is rewritten at most once, the segments part of the same
-    name with it. Then parts of fewer than `merge_rows` / 2 rows are merged, per language, into parts of up
-    to `merge_rows` (a job in many languages commits small parts: 200 results over 30 languages are 30 parts
-    of about 7). Returns counts for the job log."""
+    name with it. Then parts smaller than `merge_bytes` / 2 are merged, per language, into parts of up to
+    about `merge_bytes` (a job in many languages commits small parts: 200 results over 30 languages are 30
+    parts of about 7). Returns counts for the job log."""
     dataset = _dataset(out_dir, "manifest")
     if dataset is None:
         return {"parts": 0, "rewritten": 0, "dropped": 0}
@@ -335,32 +334,31 @@ def compact(out_dir: str, review_print: str | None = None,
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         dropped = sum(pool.map(rewrite, todo))
-    rows_in = Counter(keys.column("__filename").to_pylist())
-    for path, gone in drop.items():
-        rows_in[path] -= len(gone)
-    merged = _merge_small(fs, {f: n for f, n in rows_in.items() if n > 0}, merge_rows, run_id or new_run_id(),
-                          review_print, workers)
+    root = uris.filesystem(paths.table_dir(out_dir, "manifest"))[1]
+    sizes = {p: info["size"] for p, info in fs.find(root, detail=True).items() if p.endswith(".parquet")}
+    merged = _merge_small(fs, sizes, merge_bytes, run_id or new_run_id(), review_print)
     return {"parts": len(files), "rewritten": len(todo), "dropped": dropped, "merged": merged}
 
 
-def _merge_small(fs, rows_in: dict[str, int], merge_rows: int, run_id: str, review_print: str | None,
-                 workers: int) -> int:
+def _merge_small(fs, sizes: dict[str, int], merge_bytes: int, run_id: str, review_print: str | None,
+                 workers: int = 2) -> int:
     """Small parts of one language into bigger ones: the merged part is written first, then the small ones
     are removed (a reader in between finds the same rows twice and takes the merged part's, the newest).
-    Runs after the rewrite, when no key is in two parts. Returns how many small parts were merged away."""
+    Runs after the rewrite, when no key is in two parts. Groups are bounded by their files' bytes, and
+    `workers` of them are in memory at once. Returns how many small parts were merged away."""
     by_lang: dict[str, list[str]] = {}
-    for path, n in sorted(rows_in.items()):
-        if n < merge_rows // 2:
+    for path, size in sorted(sizes.items()):
+        if size < merge_bytes // 2:
             by_lang.setdefault(path.rsplit("/", 2)[-2], []).append(path)
     groups = []
     for small in by_lang.values():
-        group, size = [], 0
+        group, total = [], 0
         for path in small:
-            if group and size + rows_in[path] > merge_rows:
+            if group and total + sizes[path] > merge_bytes:
                 groups.append(group)
-                group, size = [], 0
+                group, total = [], 0
             group.append(path)
-            size += rows_in[path]
+            total += sizes[path]
         groups.append(group)
     groups = [g for g in groups if len(g) > 1]
 

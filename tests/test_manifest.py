@@ -231,15 +231,15 @@ def test_a_result_made_again_is_read_from_its_newest_part_and_compaction_keeps_o
         {"video_id": "a", "lang": "de", "wer": None}, {"video_id": "a", "lang": "es", "wer": 0.3},
         {"video_id": "b", "lang": "es", "wer": None}]
     assert [s["video_id"] for s in manifest.read_segments(str(out)) if s["lang"] == "es"].count("a") == 1
-    assert manifest.compact(str(out), merge_rows=2) == {"parts": 3, "rewritten": 1, "dropped": 1, "merged": 0}
+    assert manifest.compact(str(out), merge_bytes=1) == {"parts": 3, "rewritten": 1, "dropped": 1, "merged": 0}
     import pyarrow.dataset as ds
 
     raw = ds.dataset(str(out / "manifest"), format="parquet", partitioning="hive").to_table()
     assert sorted(zip(raw.column("video_id").to_pylist(), raw.column("lang").to_pylist())) == [
         ("a", "de"), ("a", "es"), ("b", "es")]
-    assert manifest.compact(str(out), merge_rows=2)["rewritten"] == 0
+    assert manifest.compact(str(out), merge_bytes=1)["rewritten"] == 0
     first.commit([_row("b", "es", wer=0.9)])         # a part emptied by compaction is removed
-    manifest.compact(str(out), merge_rows=2)
+    manifest.compact(str(out), merge_bytes=1)
     assert len(_parts(out)) == 3 and len(_parts(out, "segments")) == 3
 
 
@@ -249,12 +249,17 @@ def test_small_parts_are_merged_per_language_and_read_the_same(tmp_path):
     writer.commit([_row(f"v{i}", lang, wer=i / 100) for i in range(9) for lang in ("es", "de")])
     assert len(_parts(out)) == 18                                  # 9 commits, each one row per language
     before = manifest.read_manifest(str(out))
-    # Parts under 4 rows are small: per language 8 of them become one part, the 9th stays alone.
-    assert manifest.compact(str(out), merge_rows=8)["merged"] == 16
+    # Every part is small: per language 8 of them fill a merged part, the 9th stays alone.
+    one = max(p.stat().st_size for p in (out / "manifest").glob("lang=*/*.parquet"))
+    assert manifest.compact(str(out), merge_bytes=8 * one)["merged"] == 16
     assert len(_parts(out)) == 4 and _parts(out) == _parts(out, "segments")
     assert manifest.read_manifest(str(out)) == before
     assert len(manifest.read_segments(str(out))) == 18
-    assert manifest.compact(str(out), merge_rows=8)["merged"] == 0
+    # The merged part is still under half the target (it compresses better): the next compaction takes the
+    # 9th into it, and then there is nothing left to merge.
+    assert manifest.compact(str(out), merge_bytes=8 * one)["merged"] == 4
+    assert manifest.compact(str(out), merge_bytes=8 * one)["merged"] == 0
+    assert len(_parts(out)) == 2 and manifest.read_manifest(str(out)) == before
 
 
 def test_parts_reviewed_with_other_thresholds_are_assessed_again_once(tmp_path):
