@@ -88,6 +88,15 @@ def main() -> int:
 
     langs = args.langs.split(",")
     print(f"machine: {os.cpu_count()} cores; catalog {args.catalog}")
+    # Rows that name their own target_langs would ignore --langs: every run gets the catalog without them.
+    rows = [json.loads(line) for line in Path(args.catalog).read_text().splitlines() if line.strip()]
+    base = Path(args.catalog).resolve().parent
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    args.catalog = str(Path(args.out).resolve() / "catalog.jsonl")
+    Path(args.catalog).write_text("".join(
+        json.dumps({**{k: v for k, v in r.items() if k != "target_langs"},
+                    **{k: str(base / v) for k, v in r.items() if k == "uri" or k.endswith("subtitles_uri")
+                       or k.startswith("subtitles_uri_")}}) + "\n" for r in rows))
     runs = {}
     for n in (1, 2, 4):
         fig = runs[n] = _job(args, ",".join(langs[:n]), f"{args.out}/{n}-langs")
