@@ -52,6 +52,27 @@ def ray_local():
 
 
 @contextlib.contextmanager
+def moto_server(log_path: Path):
+    """A moto S3 server on 127.0.0.1, a child process stopped by its own pid. Yields its port."""
+    port = _free_port()
+    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "moto_server"), "-H", "127.0.0.1",
+                             "-p", str(port)], stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+    try:
+        for _ in range(60):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("moto server did not start: " + log_path.read_text()[-1000:])
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@contextlib.contextmanager
 def ray_head(log_path: Path, num_cpus: int = 2, tries: int = 3):
     """A real Ray head (`ray start --head --block`) on loopback, as a child process stopped by its own pid.
 

@@ -10,10 +10,7 @@ import io
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
-import urllib.request
 
 import pytest
 
@@ -22,7 +19,7 @@ from operators import manifest
 from operators.config import STAGES
 from operators.schema import OK
 from pipelines.submit import follow, submit, submit_job
-from tests.conftest import S3_PORT, _free_port, ray_head
+from tests.conftest import S3_PORT, moto_server, ray_head
 from tests.outage import Outage
 
 pytest.importorskip("s3fs")
@@ -44,26 +41,12 @@ def store(tmp_path_factory):
     its jobs inherit that environment."""
     import s3fs
 
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    moto_port = _free_port()
-    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "moto_server"), "-H", "127.0.0.1",
-                             "-p", str(moto_port)], stdout=open(log, "w"), stderr=subprocess.STDOUT)
-    for _ in range(60):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{moto_port}/", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.terminate()
-        pytest.fail("moto server did not start: " + log.read_text()[-1000:])
-    forward = Outage(S3_PORT, moto_port)       # never taken down here: a plain forwarder onto S3_PORT
-    fs = s3fs.S3FileSystem()
-    fs.mkdir(BUCKET)
-    yield fs
-    forward.close()
-    proc.terminate()
-    proc.wait(timeout=30)
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as moto_port:
+        forward = Outage(S3_PORT, moto_port)       # never taken down here: a plain forwarder onto S3_PORT
+        fs = s3fs.S3FileSystem()
+        fs.mkdir(BUCKET)
+        yield fs
+        forward.close()
 
 
 @pytest.fixture(scope="module")

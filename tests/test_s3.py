@@ -1,10 +1,6 @@
 """Catalog, media, work folder and outputs on s3:// (a moto server on 127.0.0.1), end to end."""
 import json
-import os
-import subprocess
-import sys
 import time
-import urllib.request
 
 import av
 import pytest
@@ -12,7 +8,7 @@ import pytest
 from catalogs import dummies
 from operators import manifest
 from pipelines.localize import run
-from tests.conftest import S3_PORT, _free_port, small_config
+from tests.conftest import S3_PORT, moto_server, small_config
 from tests.outage import Outage
 
 pytest.importorskip("s3fs")
@@ -22,25 +18,10 @@ pytest.importorskip("moto")
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory):
     """The moto server, behind a forwarder on the endpoint the whole session uses (S3_PORT) that can go down."""
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    moto_port = _free_port()
-    server = os.path.join(os.path.dirname(sys.executable), "moto_server")
-    proc = subprocess.Popen([server, "-H", "127.0.0.1", "-p", str(moto_port)],
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
-    for _ in range(60):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{moto_port}/", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.terminate()
-        pytest.fail("moto server did not start: " + log.read_text()[-1000:])
-    outage = Outage(S3_PORT, moto_port)
-    yield outage
-    outage.close()
-    proc.terminate()
-    proc.wait(timeout=30)
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as moto_port:
+        outage = Outage(S3_PORT, moto_port)
+        yield outage
+        outage.close()
 
 
 @pytest.fixture(scope="module")
