@@ -8,7 +8,8 @@ head turning past the detector's reach, a hand, motion blur), carried by its
 landmarks; it ends at its shot's end, after one more miss (then at its last
 confirmed frame: the face turned away or was covered), or when it leaves
 the frame. Landmarks are
-smoothed over time per track. Alongside, a crop of each tracked mouth is
+repaired where the lower face jumps against the eyes (see
+`repair_lower_face`) and smoothed over time per track. Alongside, a crop of each tracked mouth is
 kept (every third frame): the renderer fills open mouths from them. Where the
 backend is also a FaceEmbedder, each track gets an identity embedding: the
 mean over a few frames a detection confirmed (its first, then one every
@@ -22,6 +23,7 @@ operators/faces_file.py.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 
@@ -37,6 +39,8 @@ from operators.base import Operator, Resources, add_model, require_module
 from operators.media import MediaError, decoded, luma
 from operators.plan_shards import load_frame_times
 from operators.schema import SHARD_ROW
+
+log = logging.getLogger(__name__)
 
 IOU_MATCH = 0.3
 # A box more than this share outside the picture: the face has left the frame.
@@ -94,6 +98,53 @@ def follow(box: FaceBox, before: np.ndarray, now: np.ndarray) -> FaceBox:
     nx, ny = cx1 + (bx - cx0) * scale, cy1 + (by - cy0) * scale
     hw, hh = (box.x1 - box.x0) / 2 * scale, (box.y1 - box.y0) / 2 * scale
     return FaceBox(nx - hw, ny - hh, nx + hw, ny + hh, box.score)
+
+
+# The lower face's landmarks (jaw, nose, lips) of a frame are re-placed from its neighbours where the upper lip
+# sits more than this share higher or lower under the eyes than over the frames around it (a median over
+# REPAIR_WINDOW_FRAMES). On a blurry or low-detail face dlib's shape model falls back on its prior: the
+# detector's box steps a pyramid level (1.2x) and the mouth, nose and chin jump up or down together by a
+# quarter of the face's height for a few frames (measured on the real-style benchmark's low-resolution face:
+# the upper lip 1.16 -> 0.82 eye-distances under the eyes and back within 12-18 frames), while the eyes stay
+# within 1.5 px. A head's turn or nod moves it smoothly, and speech moves the upper lip under 5%.
+REPAIR_TOLERANCE = 0.12
+REPAIR_WINDOW_FRAMES = 49
+LOWER_FACE = np.r_[geometry.JAW, geometry.NOSE, geometry.LIPS]
+UPPER_LIP_ANCHOR = [48, 54, 50, 51, 52]          # the corners and the upper lip's top: speech barely moves them
+
+
+def repair_lower_face(landmarks: np.ndarray, tolerance: float = REPAIR_TOLERANCE,
+                      window: int = REPAIR_WINDOW_FRAMES) -> tuple[np.ndarray, np.ndarray]:
+    """One track's landmarks (n, 68, 2) with the frames whose lower face jumped re-placed; and those frames.
+
+    Each frame's lower face is measured against its eyes: the upper lip's height under the eye line, in
+    pixels, against its running median. A frame off by more than `tolerance` of it takes the lower
+    face's shape interpolated (in the face frame) between the nearest frames that are not, placed by its own
+    eyes: where the face is, its size and its roll stay the frame's own.
+    """
+    from scipy.ndimage import median_filter
+
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    n = len(landmarks)
+    if n < 5:
+        return landmarks, np.zeros(0, dtype=np.int64)
+    transforms = [geometry.face_frame(lm) for lm in landmarks]
+    local = np.array([geometry.apply(t, lm) for t, lm in zip(transforms, landmarks)])
+    # In pixels: a turn narrows the eyes' distance, not the lip's height under them.
+    height = local[:, UPPER_LIP_ANCHOR, 1].mean(axis=1) * geometry.face_scale(landmarks)
+    expected = median_filter(height, size=min(window, n), mode="nearest")
+    bad = np.abs(height - expected) > tolerance * np.abs(expected)
+    bad_frames = np.flatnonzero(bad)
+    if not len(bad_frames) or bad.all():
+        return landmarks, np.zeros(0, dtype=np.int64)
+    good = np.flatnonzero(~bad)
+    out = landmarks.copy()
+    for k in LOWER_FACE:
+        for c in (0, 1):
+            local[bad_frames, k, c] = np.interp(bad_frames, good, local[good, k, c])
+    for i in bad_frames:
+        out[i, LOWER_FACE] = geometry.apply(geometry.invert(transforms[i]), local[i, LOWER_FACE])
+    return out, bad_frames
 
 
 def smooth(landmarks: np.ndarray, window: int) -> np.ndarray:
@@ -355,7 +406,12 @@ def _save(faces_uri: str, times_s: np.ndarray, tracks: list[_Track], smooth_fram
     crops, owned = {}, []
     for t in tracks:
         frames_ = np.array(t.frames, dtype=np.int64)
-        landmarks = smooth(np.array(t.landmarks), smooth_frames)
+        repaired, jumped = repair_lower_face(np.array(t.landmarks))
+        if len(jumped):
+            log.info("face track %d: the lower face of %d of %d frames jumped against the eyes (landmarks on a "
+                     "blurry or low-detail face); re-placed from the frames around them",
+                     t.track_id, len(jumped), len(t.frames))
+        landmarks = smooth(repaired, smooth_frames)
         mine = (frames_ >= own_start) & (frames_ < own_end)
         for keys, mask in ((("sample_track", "sample_frame", "landmarks"), mine),
                            (("margin_track", "margin_frame", "margin_landmarks"), ~mine)):

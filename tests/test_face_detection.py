@@ -178,3 +178,48 @@ def test_an_animation_style_face_that_turns_and_talks_is_one_track(tmp_path):
     tracks = _tracks_of(tmp_path, path, times_uri)
     assert [(t["start_frame"], t["end_frame"], t["end_reason"]) for t in tracks] == [(0, 75, "shot end")]
     assert tracks[0]["face_height_px"] > 80
+
+
+def _moving_face(n: int = 100) -> np.ndarray:
+    """The astronaut's dlib landmarks over n frames: drifting, pushed in 1.0 -> 1.3x, turning to 30 degrees
+    (the eyes' distance narrows) and talking (the lower lip and chin drop by up to 0.15 eye-distances)."""
+    from operators import face_geometry as geometry
+
+    faces = DlibFaces()
+    rgb = dummies.portrait("astronaut")
+    base = faces.landmarks(rgb, faces.detect(rgb)[0])
+    centre = base.mean(axis=0)
+    out = []
+    for i in range(n):
+        lm = base - centre
+        lm[:, 0] *= np.cos(np.radians(30.0 * np.sin(2 * np.pi * i / 75)))
+        drop = 0.15 * max(0.0, np.sin(2 * np.pi * i / 9)) * float(geometry.face_scale(base))
+        lm[list(range(5, 12)) + [55, 56, 57, 58, 59, 64, 65, 66, 67], 1] += drop
+        out.append(lm * (1.0 + 0.3 * i / n) + centre + [2.0 * i, 0.5 * i])
+    return np.array(out)
+
+
+def test_a_lower_face_that_jumps_against_the_eyes_is_put_back():
+    """dlib on a blurry face: for a few frames the mouth, nose and chin jump up a quarter of the face
+    together (its box stepped a pyramid level) while the eyes hold. Those frames, and only those, take the
+    lower face of the frames around them, placed by their own eyes; a turn, a push-in and speech are kept."""
+    from operators import face_geometry as geometry
+    from operators.track_faces import LOWER_FACE, UPPER_LIP_ANCHOR, repair_lower_face
+
+    truth = _moving_face()
+    repaired, jumped = repair_lower_face(truth)
+    assert len(jumped) == 0 and np.array_equal(repaired, truth)
+
+    broken = truth.copy()
+    for i in range(40, 53):
+        eye_line_y = broken[i, 36:48, 1].mean()
+        broken[i, LOWER_FACE, 1] = eye_line_y + 0.75 * (broken[i, LOWER_FACE, 1] - eye_line_y)
+    repaired, jumped = repair_lower_face(broken)
+    assert list(jumped) == list(range(40, 53))
+    scale = geometry.face_scale(truth[40:53])
+    anchor_error = np.linalg.norm(repaired[40:53, UPPER_LIP_ANCHOR] - truth[40:53, UPPER_LIP_ANCHOR], axis=2)
+    broken_error = np.linalg.norm(broken[40:53, UPPER_LIP_ANCHOR] - truth[40:53, UPPER_LIP_ANCHOR], axis=2)
+    assert (anchor_error.max(axis=1) / scale).max() < 0.03            # back on the mouth (was 0.2-0.3 off)
+    assert (broken_error.max(axis=1) / scale).min() > 0.15
+    assert np.array_equal(repaired[:, np.r_[17:27, 36:48]], broken[:, np.r_[17:27, 36:48]])   # brows, eyes kept
+    assert np.array_equal(repaired[:40], broken[:40]) and np.array_equal(repaired[53:], broken[53:])

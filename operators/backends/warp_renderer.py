@@ -10,8 +10,10 @@ Per frame, inside the mouth box only:
    mouth's dark inside and teeth where the source mouth is closed, or closed
    lips where it is open. The speaker's own frame whose inner-lip shape is
    closest to the target (from a bank of their mouth crops) is warped onto
-   the target lips, shifted to the frame's colour (mean over a ring of skin
-   around the lips), and blended over the lips with a feathered mask.
+   the target lips, shifted to the frame's colour (the median over a ring of
+   skin around the lips), and blended with a feathered mask over the target's
+   lips and the source's own (where the source opened wider, what the warp
+   leaves of its mouth would show as a second lip).
 3. Blend. The result fades into the untouched frame towards the box border.
 
 A speaker whose frames never show an open mouth (a talking photo, a face
@@ -169,14 +171,19 @@ class WarpRenderer:
         fill = cv2.remap(crop.astype(np.float32), fx, fy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
         mouth_w = float(np.ptp(dst_lips[:, 0]))
+        # Over the source's own lips as well: where it was open wider than asked, the warp leaves some of its
+        # mouth below the new one (a second lower lip) unless the fill covers it.
         mask = np.zeros((h, w), np.uint8)
         cv2.fillPoly(mask, [np.round(dst_lips[OUTER]).astype(np.int32)], 255)
+        cv2.fillPoly(mask, [np.round(src_lips[OUTER]).astype(np.int32)], 255)
         grow = max(1, int(round(0.08 * mouth_w)))
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
         lips_mask = cv2.dilate(mask, kernel)
         ring = cv2.dilate(lips_mask, kernel, iterations=2) & ~lips_mask
         if ring.any():
-            shift = warped[ring > 0].mean(axis=0) - fill[ring > 0].mean(axis=0)
+            # Medians: where the bank frame's mouth spills into the ring (its lips a little off its landmarks),
+            # a mean would take the mouth's colour for the skin's and tint the whole fill (a red mouth: cyan).
+            shift = np.median(warped[ring > 0], axis=0) - np.median(fill[ring > 0], axis=0)
             fill = fill + shift
         soft = cv2.GaussianBlur(lips_mask.astype(np.float32) / 255.0, (0, 0), max(1.0, 0.06 * mouth_w))[..., None]
         composed = warped * (1 - soft) + fill * soft
