@@ -171,11 +171,8 @@ class WarpRenderer:
         fill = cv2.remap(crop.astype(np.float32), fx, fy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
         mouth_w = float(np.ptp(dst_lips[:, 0]))
-        # Over the source's own lips as well: where it was open wider than asked, the warp leaves some of its
-        # mouth below the new one (a second lower lip) unless the fill covers it.
         mask = np.zeros((h, w), np.uint8)
         cv2.fillPoly(mask, [np.round(dst_lips[OUTER]).astype(np.int32)], 255)
-        cv2.fillPoly(mask, [np.round(src_lips[OUTER]).astype(np.int32)], 255)
         grow = max(1, int(round(0.08 * mouth_w)))
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
         lips_mask = cv2.dilate(mask, kernel)
@@ -185,6 +182,10 @@ class WarpRenderer:
             # a mean would take the mouth's colour for the skin's and tint the whole fill (a red mouth: cyan).
             shift = np.median(warped[ring > 0], axis=0) - np.median(fill[ring > 0], axis=0)
             fill = fill + shift
+        # The fill covers the source's own lips as well: where the source was open wider than asked, what the
+        # warp leaves of its mouth would show as a second lower lip below the new one.
+        cv2.fillPoly(mask, [np.round(src_lips[OUTER]).astype(np.int32)], 255)
+        lips_mask = cv2.dilate(mask, kernel)
         soft = cv2.GaussianBlur(lips_mask.astype(np.float32) / 255.0, (0, 0), max(1.0, 0.06 * mouth_w))[..., None]
         composed = warped * (1 - soft) + fill * soft
         opening = float(_inner_opening(target_inner[None])[0])
