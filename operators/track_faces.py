@@ -102,19 +102,24 @@ def follow(box: FaceBox, before: np.ndarray, now: np.ndarray) -> FaceBox:
 
 # The lower face's landmarks (jaw, nose, lips) of a frame are re-placed from its neighbours where the upper lip
 # sits more than this share higher or lower under the eyes than over the frames around it (a median over
-# REPAIR_WINDOW_FRAMES). On a blurry or low-detail face dlib's shape model falls back on its prior: the
-# detector's box steps a pyramid level (1.2x) and the mouth, nose and chin jump up or down together by a
+# REPAIR_WINDOW_S, 49 frames at 24 fps). On a blurry or low-detail face dlib's shape model falls back on its
+# prior: the detector's box steps a pyramid level (1.2x) and the mouth, nose and chin jump up or down together by a
 # quarter of the face's height for a few frames (measured on the real-style benchmark's low-resolution face:
 # the upper lip 1.16 -> 0.82 eye-distances under the eyes and back within 12-18 frames), while the eyes stay
 # within 1.5 px. A head's turn or nod moves it smoothly, and speech moves the upper lip under 5%.
 REPAIR_TOLERANCE = 0.12
-REPAIR_WINDOW_FRAMES = 49
+REPAIR_WINDOW_S = 2.0
 LOWER_FACE = np.r_[geometry.JAW, geometry.NOSE, geometry.LIPS]
 UPPER_LIP_ANCHOR = [48, 54, 50, 51, 52]          # the corners and the upper lip's top: speech barely moves them
 
 
+def repair_window_frames(fps: float) -> int:
+    """REPAIR_WINDOW_S in frames at `fps`, odd (a centred median)."""
+    return int(round(REPAIR_WINDOW_S * fps)) // 2 * 2 + 1
+
+
 def repair_lower_face(landmarks: np.ndarray, tolerance: float = REPAIR_TOLERANCE,
-                      window: int = REPAIR_WINDOW_FRAMES) -> tuple[np.ndarray, np.ndarray]:
+                      window: int = repair_window_frames(24.0)) -> tuple[np.ndarray, np.ndarray]:
     """One track's landmarks (n, 68, 2) with the frames whose lower face jumped re-placed; and those frames.
 
     Each frame's lower face is measured against its eyes: the upper lip's height under the eye line, in
@@ -404,9 +409,11 @@ def _save(faces_uri: str, times_s: np.ndarray, tracks: list[_Track], smooth_fram
     samples = {"sample_track": [], "sample_frame": [], "landmarks": []}
     margins = {"margin_track": [], "margin_frame": [], "margin_landmarks": []}
     crops, owned = {}, []
+    steps = np.diff(times_s)
+    repair_window = repair_window_frames(1.0 / float(np.median(steps)) if len(steps) else 24.0)
     for t in tracks:
         frames_ = np.array(t.frames, dtype=np.int64)
-        repaired, jumped = repair_lower_face(np.array(t.landmarks))
+        repaired, jumped = repair_lower_face(np.array(t.landmarks), window=repair_window)
         if len(jumped):
             log.info("face track %d: the lower face of %d of %d frames jumped against the eyes (landmarks on a "
                      "blurry or low-detail face); re-placed from the frames around them",
