@@ -159,7 +159,7 @@ class ApertiumMT:
             self._require_mode(source_lang, target_lang)   # raises, naming the installed pairs
         modes = [self._modes[step] for step in steps]
         # One text per line: internal newlines would split a text in two.
-        lines = [" ".join(t.split()) for t in texts]
+        lines = [_as_sentence(" ".join(t.split())) for t in texts]
         todo = [i for i, line in enumerate(lines) if line]
         out = [""] * len(texts)
         if not todo:
@@ -285,6 +285,14 @@ def install_hint(source_lang: str, target_lang: str, installed: list[tuple[str, 
     if from_only:
         return f"Debian's Apertium has no pair into {tgt} ({', '.join(from_only)} only translates from it)"
     return f"Debian's Apertium has no pair into {tgt}"
+
+
+def _as_sentence(line: str) -> str:
+    """A line that ends in a letter or digit, with a full stop: Apertium reads a sentence up to its final
+    punctuation, and without one its tagger takes words for other parts of speech. Whisper's multilingual
+    models often leave the punctuation out: "I drink coffee every morning" came out "I café de bebida cada
+    mañana", and with the stop "Bebo café cada mañana."."""
+    return f"{line}." if line and line[-1].isalnum() else line
 
 
 def _tidy(line: str) -> str:

@@ -14,6 +14,10 @@ def mt():
 def test_translates_english_to_spanish(mt):
     assert isinstance(mt, TranslationBackend)
     assert mt.translate(["The house is red."], "en", "es") == ["La casa es roja."]
+    # Without its full stop (Whisper's multilingual models often leave it out) Apertium's tagger misreads the
+    # line ("I café de bebida cada mañana"); it is sent as a sentence.
+    assert mt.translate(["I drink coffee every morning"], "en", "es") == ["Bebo café cada mañana."]
+    assert mt.translate(["Is it red?"], "en", "es") == ["Es rojo?"]
 
 
 def test_one_output_per_input_in_order(mt):
@@ -87,11 +91,12 @@ def test_pivot_order_chain_and_one_process_per_pair(tmp_path):
     assert mt.route("en", "it") == [("en", "ca"), ("ca", "it")]        # the next pivot that has both halves
     assert mt.route("en", "ro") == []                                  # only ro->es exists
     assert mt.route("en", "es") == [("en", "es")]                      # direct wins
-    assert mt.translate(["my house", "", "a house here", "no"], "en", "pt") == ["my lar", "", "a lar here", "no"]
+    # a line without final punctuation is sent as a sentence (a full stop added), blank lines stay blank
+    assert mt.translate(["my house", "", "a house here", "no"], "en", "pt") == ["my lar.", "", "a lar here.", "no."]
     assert sorted((tmp_path / "starts.log").read_text().split()) == ["eng-spa", "spa-por"]
     catalan_first = ApertiumMT(TranslateConfig(pivot_langs=["ca", "es"]), data_dir=data)
     assert catalan_first.route("en", "pt") == [("en", "ca"), ("ca", "pt")]
-    assert catalan_first.translate(["my house"], "en", "pt") == ["my llar-pt"]
+    assert catalan_first.translate(["my house"], "en", "pt") == ["my llar-pt."]
     direct_only = ApertiumMT(TranslateConfig(pivot_langs=[]), data_dir=data)
     assert direct_only.route("en", "pt") == [] and not direct_only.supports("en", "pt")
 
