@@ -256,7 +256,8 @@ def _fit_one(start_s: float, end_s: float, dur_s: float, comfortable: float, cap
         return FitPlan(dur_s / slot_s, start_s, end_s, 0.0, 0.0)
     length_s = dur_s / comfortable
     placed_end_s = min(start_s + length_s, latest_s)
-    placed_start_s = max(placed_end_s - length_s, earliest_s)
+    # min(): (start + length) - length lands a hair after the start in floating point
+    placed_start_s = max(min(placed_end_s - length_s, start_s), earliest_s)
     if placed_end_s - placed_start_s >= length_s - 1e-9:
         return _placed(comfortable, placed_start_s, placed_end_s, start_s, end_s, 0.0)
     room_s = latest_s - earliest_s
