@@ -174,7 +174,8 @@ def main() -> int:
     t0 = time.perf_counter()
     run(str(catalog), str(result_dir), config=config)
     wall = time.perf_counter() - t0
-    (row,) = manifest.read_manifest(str(result_dir))
+    # an earlier run of another length into the same --out left its own row there too
+    (row,) = [r for r in manifest.read_manifest(str(result_dir)) if r["video_id"] == mkv.stem]
     segments = row["segments"]
     print(f"\n{mkv.name}: {row['duration_s']:.0f} s, {len(segments)} lines, {args.lang}, lips.mode={args.mode}, "
           f"status {row['status']} {row.get('error') or ''}, {wall:.0f} s end to end")
