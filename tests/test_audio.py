@@ -86,6 +86,12 @@ def test_plan_fit_capped_speedup_overflows_into_gap():
     assert plans[1] == A.FitPlan(1.0, 4.0, 4.5, 0.0, 0.0)
 
 
+def test_plan_fit_line_past_the_slot_starts_exactly_at_its_start():
+    # (0.236 + 3.7414.../1.3) - 3.7414.../1.3 is 0.23600000000000002 in floating point: a hair late
+    [p] = A.plan_fit([(0.236, 2.793)], [3.7414543922208425], 10.0, max_speedup=1.3, min_gap_s=0.15)
+    assert p.rate == 1.3 and p.placed_start_s == 0.236 and p.lead_s == 0.0
+
+
 def test_plan_fit_next_line_too_close_cuts():
     plans = A.plan_fit([(0.0, 2.0), (2.3, 3.0)], [3.2, 0.7], 10.0, max_speedup=1.3, min_gap_s=0.15)
     p = plans[0]

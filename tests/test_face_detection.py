@@ -223,3 +223,29 @@ def test_a_lower_face_that_jumps_against_the_eyes_is_put_back():
     assert (broken_error.max(axis=1) / scale).min() > 0.15
     assert np.array_equal(repaired[:, np.r_[17:27, 36:48]], broken[:, np.r_[17:27, 36:48]])   # brows, eyes kept
     assert np.array_equal(repaired[:40], broken[:40]) and np.array_equal(repaired[53:], broken[53:])
+
+
+def test_the_repair_spans_two_seconds_at_the_videos_frame_rate(tmp_path):
+    """At 60 fps the same half-second jump is 30 frames: a median over a fixed 49 frames would follow it
+    (and keep it); over the 2 s the faces stage takes from the shard's frame times (121 frames), it is put back."""
+    from operators import faces_file
+    from operators.backends.protocols import FaceBox
+    from operators.track_faces import LOWER_FACE, _save, _Track, repair_window_frames
+
+    assert (repair_window_frames(24.0), repair_window_frames(25.0), repair_window_frames(60.0)) == (49, 51, 121)
+    broken = _moving_face(300)
+    for i in range(120, 150):
+        eye_line_y = broken[i, 36:48, 1].mean()
+        broken[i, LOWER_FACE, 1] = eye_line_y + 0.75 * (broken[i, LOWER_FACE, 1] - eye_line_y)
+
+    def saved(fps: float) -> np.ndarray:
+        track = _Track(track_id=0, shot_index=0, box=FaceBox(0, 0, 1, 1), frames=list(range(300)),
+                       landmarks=list(broken))
+        [(_, _, landmarks)] = _save(str(tmp_path / f"faces-{fps}.npz"), np.arange(300) / fps, [track], 1, 0, 300,
+                                    faces_file.Embeddings({}, None))
+        return landmarks
+
+    assert np.array_equal(saved(24.0)[120:150], broken[120:150])          # 30 of 49 frames: the median's own
+    put_back = saved(60.0)
+    assert not np.allclose(put_back[120:150, LOWER_FACE], broken[120:150, LOWER_FACE])
+    assert np.array_equal(put_back[:120], broken[:120]) and np.array_equal(put_back[150:], broken[150:])
