@@ -12,9 +12,13 @@ class Outage:
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
         self._listener: socket.socket | None = None
+        self._back_at = 0.0                  # monotonic time a down endpoint comes back
+        self._closed = False
         self.up()
 
     def up(self) -> None:
+        if self._closed:
+            return
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))
@@ -23,21 +27,29 @@ class Outage:
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
     def down(self, seconds: float) -> None:
-        """Gone now, back in `seconds` (in the background)."""
+        """Gone now, back in `seconds` (in the background). Down again while down: back `seconds` from now."""
         with self._lock:
             listener, self._listener = self._listener, None
             conns, self._conns = self._conns, []
-        _stop_listening(listener)
+            self._back_at = max(self._back_at, time.monotonic() + seconds)
         for c in conns:
             try:
                 c.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
             c.close()
-        threading.Timer(seconds, self.up).start()
+        if listener is not None:                 # else the outage under way brings it back, at the later time
+            _stop_listening(listener)
+            threading.Thread(target=self._come_back, daemon=True).start()
+
+    def _come_back(self) -> None:
+        while (wait := self._back_at - time.monotonic()) > 0:
+            time.sleep(wait)
+        self.up()
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             listener, self._listener = self._listener, None
         if listener:
             _stop_listening(listener)

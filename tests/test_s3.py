@@ -78,6 +78,29 @@ def test_two_jobs_on_one_s3_out_the_second_is_refused(s3, tmp_path):
     assert not s3.exists(f"raydub-test/locked/{LOCK_NAME}")
 
 
+def test_an_outage_during_an_outage_extends_it(endpoint):
+    """The job test's two outages can overlap (a fast machine ends the analysis within seconds of the first)."""
+    import socket
+
+    from tests.outage import wait_for_port
+
+    def reachable() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", S3_PORT), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+
+    started = time.monotonic()
+    endpoint.down(2.0)
+    time.sleep(1.0)
+    endpoint.down(2.0)                            # back 2 s from now, not from the first
+    time.sleep(1.5)
+    assert not reachable()
+    wait_for_port(S3_PORT, 10)
+    assert 2.9 <= time.monotonic() - started < 6.0
+
+
 def test_the_endpoint_away_for_seconds_loses_nothing(s3, endpoint):
     """Reads and writes wait the outage out (botocore's retries with backoff), on the driver as on workers."""
     import threading
